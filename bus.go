@@ -1,0 +1,223 @@
+package eventbus
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/quantumtrader/eventbus/internal/idgen"
+)
+
+// Bus is the registry of topics and the owner of every delivery goroutine.
+// Create one with New and stop it with Close. A Bus is safe for concurrent use.
+type Bus struct {
+	cfg    config
+	logger *slog.Logger
+	ids    idgen.Root
+
+	mu      sync.Mutex // guards topics, order, live, and writes of all
+	topics  map[string]topicEntry
+	order   []topicEntry
+	all     atomic.Pointer[subList[any]] // SubscribeAll subscriptions
+	live    map[*Subscription]struct{}
+	nextID  uint64
+	retAll  counters // final counts of SubscribeAll subscriptions that left
+	workers errgroup.Group
+
+	// Handlers of asynchronous subscriptions get handlerCtx; Close cancels it.
+	handlerCtx context.Context
+	cancel     context.CancelFunc
+
+	closed      atomic.Bool   // set once by Close: intake stops
+	closing     chan struct{} // closed with closed set
+	quiet       chan struct{} // a topic's last in-flight publish finished
+	aborted     atomic.Bool   // Close's ctx ended: queued events are given up
+	closeOnce   sync.Once
+	drainOnce   sync.Once
+	workersDone chan struct{}
+}
+
+// New returns a running bus configured by opts. An invalid option is an
+// error wrapping ErrInvalidOption. The bus starts no goroutine until the
+// first asynchronous subscription.
+func New(opts ...Option) (*Bus, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	b := &Bus{
+		cfg:         cfg,
+		logger:      cfg.logger,
+		ids:         idgen.NewRoot(),
+		topics:      make(map[string]topicEntry),
+		live:        make(map[*Subscription]struct{}),
+		closing:     make(chan struct{}),
+		quiet:       make(chan struct{}, 1),
+		workersDone: make(chan struct{}),
+	}
+	if b.logger == nil {
+		b.logger = slog.Default()
+	}
+	b.handlerCtx, b.cancel = context.WithCancel(context.Background())
+	return b, nil
+}
+
+func (b *Bus) subConfig(opts []SubOption) (subConfig, error) {
+	cfg := subConfig{queueSize: b.cfg.queueSize, concurrency: 1}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return cfg, err
+		}
+	}
+	if cfg.sync {
+		cfg.queueSize, cfg.concurrency, cfg.policy = 0, 1, Block
+	}
+	return cfg, nil
+}
+
+// attach registers a new subscription: join adds it to its list, and its
+// workers start.
+func attach[T any](b *Bus, s *subscriber[T], join func()) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	b.nextID++
+	s.id = b.nextID
+	b.live[s.Subscription] = struct{}{}
+	join()
+	if !s.sync {
+		ctx := context.WithValue(b.handlerCtx, workerKey{}, s.Subscription)
+		for range s.concurrency {
+			b.workers.Go(func() error {
+				s.run(ctx)
+				return nil
+			})
+		}
+	}
+	return nil
+}
+
+// forget drops an unsubscribed subscription from the live set.
+func (b *Bus) forget(s *Subscription) {
+	b.mu.Lock()
+	delete(b.live, s)
+	b.mu.Unlock()
+}
+
+// retired returns where the final counts of a subscription of topic go.
+func (b *Bus) retired(topic string) *counters {
+	if topic == "*" {
+		return &b.retAll
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return &b.topics[topic].core().retired
+}
+
+// Close shuts the bus down gracefully, like http.Server.Shutdown: it stops
+// intake (Publish and Subscribe return ErrClosed from then on), lets
+// publishes under way finish, waits until every event already accepted has
+// been handled, and returns nil when the last delivery goroutine has exited.
+//
+// If ctx ends first, Close gives up: it cancels the ctx of running handlers,
+// discards the events still queued (counted in Stats.Undelivered), and
+// returns ctx's error. Handlers that ignore their ctx may still be running
+// then; a later Close waits for them again. Close may be called any number
+// of times, from any goroutine, but not from a handler (it would wait for
+// itself).
+func (b *Bus) Close(ctx context.Context) error {
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		b.closed.Store(true)
+		close(b.closing)
+		b.mu.Unlock()
+	})
+	for _, t := range b.topicList() {
+		if err := t.core().quiesce(ctx); err != nil {
+			return b.abandon(err)
+		}
+	}
+	b.drainOnce.Do(func() {
+		b.mu.Lock()
+		for s := range b.live {
+			s.typed.closeQueue()
+		}
+		b.mu.Unlock()
+		go func() {
+			_ = b.workers.Wait() // workers return nil
+			close(b.workersDone)
+		}()
+	})
+	select {
+	case <-b.workersDone:
+		b.cancel()
+		return nil
+	case <-ctx.Done():
+		return b.abandon(ctx.Err())
+	}
+}
+
+// abandon is Close giving up at its deadline.
+func (b *Bus) abandon(err error) error {
+	b.aborted.Store(true)
+	b.cancel()
+	for _, t := range b.topicList() {
+		t.discardAll()
+	}
+	b.all.Load().each(func(s *Subscription) { s.typed.discard(true) })
+	return err
+}
+
+func (b *Bus) topicList() []topicEntry {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]topicEntry(nil), b.order...)
+}
+
+// Topics returns a snapshot of every topic's statistics, sorted by name.
+func (b *Bus) Topics() []TopicStats {
+	topics := b.topicList()
+	out := make([]TopicStats, 0, len(topics))
+	for _, t := range topics {
+		out = append(out, t.stats())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Stats returns a snapshot of the bus's counters. Each counter is read
+// atomically, but not all at the same instant.
+func (b *Bus) Stats() Stats {
+	var st Stats
+	var sum tally
+	for _, ts := range b.Topics() {
+		st.Published += ts.Published
+		st.NoSubscribers += ts.NoSubscribers
+		st.QueueSize += ts.QueueSize
+		sum.add(tally{ts.Dispatched, ts.Delivered, ts.Errors, ts.Panics, ts.Dropped, ts.Undelivered})
+		if len(ts.Subscriptions) > 0 {
+			st.HandlerTypes++
+		}
+		st.TotalHandlers += len(ts.Subscriptions)
+	}
+	sum.add(b.retAll.load())
+	b.all.Load().each(func(s *Subscription) {
+		ss := s.Stats()
+		st.QueueSize += ss.QueueLen
+		st.TotalHandlers++
+		if !s.folded.Load() {
+			sum.add(ss.tally())
+		}
+	})
+	st.Dispatched, st.Delivered, st.Errors = sum.dispatched, sum.delivered, sum.errors
+	st.Panics, st.Dropped, st.Undelivered = sum.panics, sum.dropped, sum.undelivered
+	return st
+}

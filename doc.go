@@ -1,0 +1,40 @@
+// Package eventbus is typed publish/subscribe for one process, able to
+// scale out onto NATS JetStream (package natsbus) without changing a line of
+// the typed code.
+//
+// A Bus is a registry of topics. A Topic[T] carries events whose payload has
+// the Go type T, so publishers and subscribers agree on the payload at
+// compile time:
+//
+//	bus, err := eventbus.New()
+//	...
+//	defer bus.Close(ctx)
+//
+//	prices := eventbus.MustTopic[Price](bus, "market.price")
+//	sub, err := prices.Subscribe(func(ctx context.Context, ev eventbus.Event[Price]) error {
+//		fmt.Println(ev.Payload.Symbol, ev.Payload.Last)
+//		return nil
+//	})
+//	...
+//	err = prices.Publish(ctx, Price{Symbol: "BTCUSDT", Last: 42350.5})
+//
+// # Delivery
+//
+// Each subscription has its own bounded buffer and goroutine, and receives
+// the events of its topic in publish order; a slow subscription never holds
+// up another until its own buffer is full, and then its OnFull policy decides
+// (Block, the default, loses nothing). Sync subscriptions run inline in the
+// publisher instead. Every event that Publish accepted reaches every
+// subscription that existed when it was published, unless that
+// subscription's policy dropped it or it unsubscribed.
+//
+// A handler's error or panic never stops the bus or another handler: it is
+// counted in Stats, logged with log/slog, and passed to the function given to
+// WithErrorHandler as a *HandlerError.
+//
+// # Shutting down
+//
+// Close stops intake, waits until every accepted event has been handled and
+// every delivery goroutine has exited, or gives up when its ctx ends. No
+// goroutine of the bus outlives a Close that returned nil.
+package eventbus

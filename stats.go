@@ -1,0 +1,104 @@
+package eventbus
+
+import (
+	"sync/atomic"
+)
+
+// Stats is a snapshot of a Bus's counters, summed over every topic and
+// subscription, including subscriptions that have since unsubscribed. The
+// first six are the counters of the Python bus this library replaces
+// (published, dispatched, errors, queue_size, handler_types, total_handlers).
+type Stats struct {
+	Published     uint64 // events accepted by Publish, PublishEvent and PublishWait
+	Dispatched    uint64 // deliveries begun: one per event and subscription that took it
+	Delivered     uint64 // deliveries whose handler returned nil
+	Errors        uint64 // handler calls that returned an error or panicked
+	Panics        uint64 // handler calls that panicked (also counted in Errors)
+	Dropped       uint64 // deliveries a DropNewest or DropOldest policy discarded
+	NoSubscribers uint64 // events published while the topic had no subscription at all
+	Undelivered   uint64 // deliveries abandoned because Close's ctx ended first
+	QueueSize     int    // events waiting in subscription buffers now
+	HandlerTypes  int    // topics that have at least one subscription of their own
+	TotalHandlers int    // live subscriptions, SubscribeAll ones included
+}
+
+// TopicStats is a snapshot of one topic's counters; its Subscriptions are the
+// live subscriptions of the topic (SubscribeAll subscriptions are not listed
+// per topic: see Subscription.Stats).
+type TopicStats struct {
+	Name          string
+	Type          string // the Go payload type, e.g. "eventbus.PolicyUpdated"
+	Published     uint64
+	NoSubscribers uint64
+	Dispatched    uint64 // summed over the topic's subscriptions, past ones included
+	Delivered     uint64
+	Errors        uint64
+	Panics        uint64
+	Dropped       uint64
+	Undelivered   uint64
+	QueueSize     int
+	Subscriptions []SubscriptionStats
+}
+
+// SubscriptionStats is a snapshot of one subscription's counters.
+type SubscriptionStats struct {
+	Name        string
+	Topic       string // the topic name, or "*" for SubscribeAll
+	Where       string // file:line of the Subscribe call
+	Sync        bool
+	Concurrency int
+	Policy      FullPolicy
+	Dispatched  uint64
+	Delivered   uint64
+	Errors      uint64
+	Panics      uint64
+	Dropped     uint64
+	Undelivered uint64
+	QueueLen    int // events waiting now
+	QueueCap    int // capacity of the buffer; 0 for Sync
+	HighWater   int // the most events that have waited at once
+}
+
+// counters are a subscription's; each is incremented with one atomic add.
+type counters struct {
+	dispatched, delivered, errors, panics, dropped, undelivered atomic.Uint64
+}
+
+// tally is a plain copy of counters, for sums.
+type tally struct {
+	dispatched, delivered, errors, panics, dropped, undelivered uint64
+}
+
+func (c *counters) load() tally {
+	return tally{
+		dispatched:  c.dispatched.Load(),
+		delivered:   c.delivered.Load(),
+		errors:      c.errors.Load(),
+		panics:      c.panics.Load(),
+		dropped:     c.dropped.Load(),
+		undelivered: c.undelivered.Load(),
+	}
+}
+
+// fold adds a retired subscription's final counts.
+func (c *counters) fold(t tally) {
+	c.dispatched.Add(t.dispatched)
+	c.delivered.Add(t.delivered)
+	c.errors.Add(t.errors)
+	c.panics.Add(t.panics)
+	c.dropped.Add(t.dropped)
+	c.undelivered.Add(t.undelivered)
+}
+
+func (t *tally) add(u tally) {
+	t.dispatched += u.dispatched
+	t.delivered += u.delivered
+	t.errors += u.errors
+	t.panics += u.panics
+	t.dropped += u.dropped
+	t.undelivered += u.undelivered
+}
+
+func (s SubscriptionStats) tally() tally {
+	return tally{s.Dispatched, s.Delivered, s.Errors, s.Panics, s.Dropped, s.Undelivered}
+}
