@@ -21,6 +21,9 @@ type subscriber[T any] struct {
 	qpolicy queue.Policy
 	list    *atomic.Pointer[subList[T]] // copy-on-write, replaced under listMu
 	listMu  sync.Locker
+	// held counts events the workers have taken off the queue and not yet
+	// started, so that statistics and a Close that gives up see them.
+	held atomic.Int64
 }
 
 // item is one queued delivery; w is set for PublishWait.
@@ -69,24 +72,46 @@ func (s *subscriber[T]) discard(undelivered bool) {
 	for _, it := range s.q.Discard(nil) {
 		s.abandon(&it, undelivered)
 	}
+	if undelivered {
+		// The workers skip the events they hold once held is zero.
+		s.c.undelivered.Add(uint64(s.held.Swap(0)))
+	}
+}
+
+// take claims the next held event for a worker; false means Close gave up
+// on it (and counted it) already.
+func (s *subscriber[T]) take() bool {
+	for {
+		h := s.held.Load()
+		if h == 0 {
+			return false
+		}
+		if s.held.CompareAndSwap(h, h-1) {
+			return true
+		}
+	}
 }
 
 func (s *subscriber[T]) abandon(it *item[T], undelivered bool) {
 	var err error
 	if undelivered {
 		s.c.undelivered.Add(1)
-		err = fmt.Errorf("eventbus: %s: event %s abandoned: %w", s.name, it.ev.ID, ErrClosed)
+		err = s.abandoned(&it.ev)
 	}
 	if it.w != nil {
 		it.w.finish(err)
 	}
 }
 
+func (s *subscriber[T]) abandoned(ev *Event[T]) error {
+	return fmt.Errorf("eventbus: %s: event %s abandoned: %w", s.Subscription, ev.ID, ErrClosed)
+}
+
 func (s *subscriber[T]) queueLen() (n, c, hw int) {
 	if s.q == nil {
 		return 0, 0, 0
 	}
-	return s.q.Len(), s.q.Cap(), s.q.HighWater()
+	return s.q.Len() + int(s.held.Load()), s.q.Cap(), s.q.HighWater()
 }
 
 // run is one worker goroutine of an asynchronous subscription: it takes
@@ -104,9 +129,14 @@ func (s *subscriber[T]) run(ctx context.Context) {
 		if !ok {
 			return
 		}
+		s.held.Add(int64(len(batch)))
 		for i := range batch {
 			it := &batch[i]
 			switch {
+			case !s.take():
+				if it.w != nil {
+					it.w.finish(s.abandoned(&it.ev))
+				}
 			case s.bus.aborted.Load():
 				s.abandon(it, true)
 			case !s.enter():
@@ -135,7 +165,7 @@ func (s *subscriber[T]) deliverSync(ctx context.Context, ev *Event[T]) error {
 // handle calls the handler once and accounts for the outcome.
 func (s *subscriber[T]) handle(ctx context.Context, ev *Event[T]) error {
 	s.c.dispatched.Add(1)
-	err, stack := call(ctx, s.handler, ev)
+	stack, err := call(ctx, s.handler, ev)
 	if err == nil {
 		s.c.delivered.Add(1)
 		return nil
@@ -152,13 +182,13 @@ func (s *subscriber[T]) handle(ctx context.Context, ev *Event[T]) error {
 // which re-panics in Wait, the bus recovers: a trading system must not go
 // down because one consumer has a bug, and the failure is still counted,
 // logged and reported.
-func call[T any](ctx context.Context, h Handler[T], ev *Event[T]) (err error, stack []byte) {
+func call[T any](ctx context.Context, h Handler[T], ev *Event[T]) (stack []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err, stack = &panicError{value: r}, debug.Stack()
+			stack, err = debug.Stack(), &panicError{value: r}
 		}
 	}()
-	return h(ctx, *ev), nil
+	return nil, h(ctx, *ev)
 }
 
 // report counts, logs and hands on a failed handler call.
@@ -226,13 +256,6 @@ type subList[T any] struct {
 }
 
 func (l *subList[T]) empty() bool { return l == nil || len(l.sync)+len(l.async) == 0 }
-
-func (l *subList[T]) len() int {
-	if l == nil {
-		return 0
-	}
-	return len(l.sync) + len(l.async)
-}
 
 func (l *subList[T]) with(s *subscriber[T]) *subList[T] {
 	n := &subList[T]{}

@@ -43,9 +43,9 @@ const (
 
 // typedSub is what a Subscription needs from its generic subscriber[T].
 type typedSub interface {
-	detach()                   // leave the topic's list: nothing more is queued
-	closeQueue()               // no more events; the workers drain and exit
-	discard(undelivered bool)  // empty the queue, resolving its waiters
+	detach()                  // leave the topic's list: nothing more is queued
+	closeQueue()              // no more events; the workers drain and exit
+	discard(undelivered bool) // empty the queue, resolving its waiters
 	queueLen() (n, cap, hw int)
 }
 
