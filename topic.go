@@ -194,7 +194,10 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 // lists and then calls t.leave.
 func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], w *waiter) (*subList[T], *subList[any], error) {
 	if t.validate != nil {
-		if err := t.validate(&ev.Payload); err != nil {
+		// Validate a copy: the address of ev itself must not reach an
+		// unknown function, or every event would be allocated on the heap.
+		p := ev.Payload
+		if err := t.validate(&p); err != nil {
 			return nil, nil, &ValidationError{Topic: t.name, Err: err}
 		}
 	}
