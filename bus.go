@@ -2,6 +2,7 @@ package eventbus
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
@@ -19,14 +20,15 @@ type Bus struct {
 	logger *slog.Logger
 	ids    idgen.Root
 
-	mu      sync.Mutex // guards topics, order, live, and writes of all
-	topics  map[string]topicEntry
-	order   []topicEntry
-	all     atomic.Pointer[subList[any]] // SubscribeAll subscriptions
-	live    map[*Subscription]struct{}
-	nextID  uint64
-	retAll  counters // final counts of SubscribeAll subscriptions that left
-	workers errgroup.Group
+	mu       sync.Mutex // guards topics, order, live, watching, and writes of all
+	topics   map[string]topicEntry
+	order    []topicEntry
+	all      atomic.Pointer[subList[any]] // SubscribeAll subscriptions
+	live     map[*Subscription]struct{}
+	nextID   uint64
+	retAll   retiredStats // what SubscribeAll subscriptions that left counted
+	watching bool         // the stall watcher runs
+	workers  errgroup.Group
 
 	// Handlers of asynchronous subscriptions get handlerCtx; Close cancels it.
 	handlerCtx context.Context
@@ -37,13 +39,15 @@ type Bus struct {
 	quiet       chan struct{} // a topic's last in-flight publish finished
 	aborted     atomic.Bool   // Close's ctx ended: queued events are given up
 	closeOnce   sync.Once
-	drainOnce   sync.Once
+	drainOnce   [drainPhases]sync.Once
+	stopOnce    sync.Once
+	stopWatch   chan struct{}
 	workersDone chan struct{}
 }
 
 // New returns a running bus configured by opts. An invalid option is an
 // error wrapping ErrInvalidOption. The bus starts no goroutine until the
-// first asynchronous subscription.
+// first subscription.
 func New(opts ...Option) (*Bus, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -59,6 +63,7 @@ func New(opts ...Option) (*Bus, error) {
 		live:        make(map[*Subscription]struct{}),
 		closing:     make(chan struct{}),
 		quiet:       make(chan struct{}, 1),
+		stopWatch:   make(chan struct{}),
 		workersDone: make(chan struct{}),
 	}
 	if b.logger == nil {
@@ -69,38 +74,44 @@ func New(opts ...Option) (*Bus, error) {
 }
 
 func (b *Bus) subConfig(opts []SubOption) (subConfig, error) {
-	cfg := subConfig{queueSize: b.cfg.queueSize, concurrency: 1}
+	cfg := subConfig{queueSize: b.cfg.queueSize, concurrency: 1, maxAttempts: 1}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
 			return cfg, err
 		}
 	}
-	if cfg.sync {
-		cfg.queueSize, cfg.concurrency, cfg.policy = 0, 1, Block
+	if cfg.sync && cfg.buffered != "" {
+		return cfg, fmt.Errorf("%w: Sync() has no buffer, so %s does not apply", ErrInvalidOption, cfg.buffered)
 	}
 	return cfg, nil
 }
 
-// attach registers a new subscription: join adds it to its list, and its
+// attach registers a new subscription: join adds it to its list under the
+// list's lock and returns the events a Sync Replay must deliver; then the
 // workers start.
-func attach[T any](b *Bus, s *subscriber[T], join func()) error {
+func attach[T any](b *Bus, s *subscriber[T], join func() []Event[T]) error {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.closed.Load() {
+		b.mu.Unlock()
 		return ErrClosed
 	}
 	b.nextID++
 	s.id = b.nextID
 	b.live[s.Subscription] = struct{}{}
-	join()
+	replay := join()
 	if !s.sync {
-		ctx := context.WithValue(b.handlerCtx, workerKey{}, s.Subscription)
-		for range s.concurrency {
-			b.workers.Go(func() error {
-				s.run(ctx)
-				return nil
-			})
-		}
+		s.start(func(w *worker) context.Context { return workerContext(b.handlerCtx, w) })
+	}
+	if !b.watching {
+		b.watching = true
+		b.workers.Go(func() error {
+			b.watchStalls()
+			return nil
+		})
+	}
+	b.mu.Unlock()
+	for i := range replay {
+		_ = s.deliverSync(context.Background(), &replay[i]) // failures are reported by deliver
 	}
 	return nil
 }
@@ -112,8 +123,18 @@ func (b *Bus) forget(s *Subscription) {
 	b.mu.Unlock()
 }
 
+func (b *Bus) liveList() []*Subscription {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]*Subscription, 0, len(b.live))
+	for s := range b.live {
+		out = append(out, s)
+	}
+	return out
+}
+
 // retired returns where the final counts of a subscription of topic go.
-func (b *Bus) retired(topic string) *counters {
+func (b *Bus) retired(topic string) *retiredStats {
 	if topic == "*" {
 		return &b.retAll
 	}
@@ -122,10 +143,27 @@ func (b *Bus) retired(topic string) *counters {
 	return &b.topics[topic].core().retired
 }
 
+// Close drains in phases, so that dead letters produced while draining
+// still reach their subscribers: first the subscriptions of ordinary
+// topics, then SubscribeAll ones, and last those of the dead-letter topic,
+// whose own failures are never dead-lettered.
+const drainPhases = 3
+
+func drainPhase(s *Subscription) int {
+	switch s.topic {
+	case "*":
+		return 1
+	case DeadLetterTopic:
+		return 2
+	}
+	return 0
+}
+
 // Close shuts the bus down gracefully, like http.Server.Shutdown: it stops
 // intake (Publish and Subscribe return ErrClosed from then on), lets
 // publishes under way finish, waits until every event already accepted has
-// been handled, and returns nil when the last delivery goroutine has exited.
+// been handled (retries and dead letters included), and returns nil when
+// the last goroutine of the bus has exited.
 //
 // If ctx ends first, Close gives up: it cancels the ctx of running handlers,
 // discards the events still queued (counted in Stats.Undelivered), and
@@ -145,14 +183,30 @@ func (b *Bus) Close(ctx context.Context) error {
 			return b.abandon(err)
 		}
 	}
-	b.drainOnce.Do(func() {
-		b.mu.Lock()
-		for s := range b.live {
-			s.typed.closeQueue()
+	for phase := range drainPhases {
+		var subs []*Subscription
+		for _, s := range b.liveList() {
+			if drainPhase(s) == phase {
+				subs = append(subs, s)
+			}
 		}
-		b.mu.Unlock()
+		b.drainOnce[phase].Do(func() {
+			for _, s := range subs {
+				s.typed.closeQueue()
+			}
+		})
+		for _, s := range subs {
+			select {
+			case <-s.done:
+			case <-ctx.Done():
+				return b.abandon(ctx.Err())
+			}
+		}
+	}
+	b.stopOnce.Do(func() {
+		close(b.stopWatch)
 		go func() {
-			_ = b.workers.Wait() // workers return nil
+			_ = b.workers.Wait() // the goroutines return nil
 			close(b.workersDone)
 		}()
 	})
@@ -202,13 +256,13 @@ func (b *Bus) Stats() Stats {
 		st.Published += ts.Published
 		st.NoSubscribers += ts.NoSubscribers
 		st.QueueSize += ts.QueueSize
-		sum.add(tally{ts.Dispatched, ts.Delivered, ts.Errors, ts.Panics, ts.Dropped, ts.Undelivered})
+		sum.add(tally{ts.Dispatched, ts.Delivered, ts.Errors, ts.Panics, ts.Retries, ts.Dropped, ts.DeadLettered, ts.Undelivered})
 		if len(ts.Subscriptions) > 0 {
 			st.HandlerTypes++
 		}
 		st.TotalHandlers += len(ts.Subscriptions)
 	}
-	sum.add(b.retAll.load())
+	sum.add(b.retAll.c.load())
 	b.all.Load().each(func(s *Subscription) {
 		ss := s.Stats()
 		st.QueueSize += ss.QueueLen
@@ -217,7 +271,7 @@ func (b *Bus) Stats() Stats {
 			sum.add(ss.tally())
 		}
 	})
-	st.Dispatched, st.Delivered, st.Errors = sum.dispatched, sum.delivered, sum.errors
-	st.Panics, st.Dropped, st.Undelivered = sum.panics, sum.dropped, sum.undelivered
+	st.Dispatched, st.Delivered, st.Errors, st.Panics = sum.dispatched, sum.delivered, sum.errors, sum.panics
+	st.Retries, st.Dropped, st.DeadLettered, st.Undelivered = sum.retries, sum.dropped, sum.deadLettered, sum.undelivered
 	return st
 }

@@ -275,15 +275,19 @@ func TestStatsPerTopicAndSubscription(t *testing.T) {
 	closeBus(t, bus)
 
 	topics := bus.Topics()
-	require.Len(t, topics, 2)
-	assert.Equal(t, "fills", topics[0].Name, "sorted by name")
-	assert.Equal(t, "string", topics[0].Type)
-	o := topics[1]
+	require.Len(t, topics, 3)
+	dl := topics[0]
+	assert.Equal(t, eventbus.DeadLetterTopic, dl.Name, "sorted by name")
+	assert.EqualValues(t, 2, dl.Published, "each failed delivery became a dead letter")
+	assert.Equal(t, "fills", topics[1].Name)
+	assert.Equal(t, "string", topics[1].Type)
+	o := topics[2]
 	assert.Equal(t, "orders", o.Name)
 	assert.EqualValues(t, 4, o.Published)
 	assert.EqualValues(t, 4, o.Dispatched)
 	assert.EqualValues(t, 2, o.Delivered)
 	assert.EqualValues(t, 2, o.Errors)
+	assert.EqualValues(t, 2, o.DeadLettered)
 	require.Len(t, o.Subscriptions, 1)
 	s := o.Subscriptions[0]
 	assert.Equal(t, "evens", s.Name)
@@ -294,12 +298,13 @@ func TestStatsPerTopicAndSubscription(t *testing.T) {
 
 	as := all.Stats()
 	assert.Equal(t, "*", as.Topic)
-	assert.EqualValues(t, 5, as.Delivered, "SubscribeAll sees both topics")
+	assert.EqualValues(t, 7, as.Delivered, "SubscribeAll sees every topic, dead letters included")
 
 	st := bus.Stats()
-	assert.EqualValues(t, 5, st.Published)
-	assert.EqualValues(t, 9, st.Dispatched)
-	assert.EqualValues(t, 7, st.Delivered)
+	assert.EqualValues(t, 7, st.Published)
+	assert.EqualValues(t, 11, st.Dispatched)
+	assert.EqualValues(t, 9, st.Delivered)
+	assert.EqualValues(t, 2, st.DeadLettered)
 	assert.Equal(t, 1, st.HandlerTypes)
 	assert.Equal(t, 2, st.TotalHandlers)
 }
@@ -336,4 +341,28 @@ func (s *syncWriter) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.String()
+}
+
+func TestStatsReportHandlerLatencyPercentiles(t *testing.T) {
+	bus := newBus(t)
+	topic := eventbus.MustTopic[int](bus, "t")
+	sub, err := topic.Subscribe(func(_ context.Context, ev eventbus.Event[int]) error {
+		if ev.Payload%100 == 0 {
+			time.Sleep(2 * time.Millisecond) // a slow tail: one call in a hundred
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	for n := range 1600 {
+		require.NoError(t, topic.Publish(context.Background(), n))
+	}
+	closeBus(t, bus)
+
+	st := sub.Stats()
+	assert.Positive(t, st.LatencyP50)
+	assert.Less(t, st.LatencyP50, time.Millisecond, "the typical call is quick")
+	assert.GreaterOrEqual(t, st.LatencyP99, st.LatencyP50)
+	ts := topic.Stats()
+	assert.Equal(t, st.LatencyP50, ts.LatencyP50, "the topic's percentiles cover its one subscription")
+	assert.Equal(t, st.LatencyP99, ts.LatencyP99)
 }

@@ -4,24 +4,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quantumtrader/eventbus/internal/queue"
 )
 
-// subscriber is the typed half of a Subscription: the handler, its buffer,
+// subscriber is the typed half of a Subscription: the handler, its buffers,
 // and the list it belongs to (a topic's, or the bus's SubscribeAll list).
 type subscriber[T any] struct {
 	*Subscription
 	handler Handler[T]
-	q       *queue.Queue[item[T]] // nil for Sync
+	qs      []*queue.Queue[item[T]] // one per lane; nil for Sync
+	key     func(T) string          // PartitionBy; nil for one lane
 	qpolicy queue.Policy
 	list    *atomic.Pointer[subList[T]] // copy-on-write, replaced under listMu
 	listMu  sync.Locker
-	// held counts events the workers have taken off the queue and not yet
+	// held counts events the workers have taken off the queues and not yet
 	// started, so that statistics and a Close that gives up see them.
 	held atomic.Int64
 }
@@ -32,11 +35,15 @@ type item[T any] struct {
 	w  *waiter
 }
 
-func newSubscriber[T any](b *Bus, topic string, h Handler[T], cfg subConfig, where string) *subscriber[T] {
+var partitionSeed = maphash.MakeSeed()
+
+func newSubscriber[T any](b *Bus, topic string, h Handler[T], cfg subConfig, where string) (*subscriber[T], error) {
 	s := &subscriber[T]{
 		Subscription: &Subscription{
 			bus: b, topic: topic, where: where, name: cfg.name,
 			sync: cfg.sync, concurrency: cfg.concurrency, policy: cfg.policy,
+			maxAttempts: cfg.maxAttempts, backoff: cfg.backoff, replay: cfg.replay,
+			gone: make(chan struct{}), done: make(chan struct{}),
 		},
 		handler: h,
 		qpolicy: queue.Policy(cfg.policy),
@@ -44,11 +51,61 @@ func newSubscriber[T any](b *Bus, topic string, h Handler[T], cfg subConfig, whe
 	if s.name == "" {
 		s.name = funcName(h)
 	}
-	if !cfg.sync {
-		s.q = queue.New[item[T]](cfg.queueSize)
+	if cfg.partition != nil {
+		key, ok := cfg.partition.(func(T) string)
+		if !ok {
+			var zero T
+			return nil, fmt.Errorf("%w: PartitionBy takes a func(%T) string on topic %s, not a %T", ErrInvalidOption, zero, topic, cfg.partition)
+		}
+		s.key = key
 	}
 	s.typed = s
-	return s
+	if cfg.sync {
+		s.syncSlot.sub = s.Subscription
+		close(s.done)
+		return s, nil
+	}
+	lanes, perLane, size := 1, cfg.concurrency, cfg.queueSize
+	if s.key != nil && cfg.concurrency > 1 {
+		lanes, perLane, size = cfg.concurrency, 1, (cfg.queueSize+cfg.concurrency-1)/cfg.concurrency
+	}
+	for i := range lanes {
+		q := queue.New[item[T]](size)
+		l := &lane{sub: s.Subscription, index: i, full: q.Full}
+		for range perLane {
+			l.workers = append(l.workers, &worker{sub: s.Subscription, lane: l})
+		}
+		s.qs = append(s.qs, q)
+		s.lanes = append(s.lanes, l)
+	}
+	return s, nil
+}
+
+// laneOf picks the partition of an event.
+func (s *subscriber[T]) laneOf(ev *Event[T]) int {
+	if len(s.qs) < 2 {
+		return 0
+	}
+	return int(maphash.String(partitionSeed, s.key(ev.Payload)) % uint64(len(s.qs)))
+}
+
+// start launches the workers in the bus's errgroup.
+func (s *subscriber[T]) start(ctxFor func(*worker) context.Context) {
+	n := 0
+	for _, l := range s.lanes {
+		n += len(l.workers)
+	}
+	s.running.Store(int32(n))
+	for i, l := range s.lanes {
+		for _, w := range l.workers {
+			ctx := ctxFor(w)
+			s.bus.workers.Go(func() error {
+				defer s.exit()
+				s.run(ctx, w, s.qs[i])
+				return nil
+			})
+		}
+	}
 }
 
 func (s *subscriber[T]) detach() {
@@ -58,19 +115,19 @@ func (s *subscriber[T]) detach() {
 }
 
 func (s *subscriber[T]) closeQueue() {
-	if s.q != nil {
-		s.q.Close()
+	for _, q := range s.qs {
+		q.Close()
 	}
 }
 
-// discard empties the queue. Its events count as undelivered when the bus
-// gave up on them (a Close past its deadline), not when the subscriber left.
+// discard empties the queues. Their events count as undelivered when the
+// bus gave up on them (a Close past its deadline), not when the subscriber
+// left.
 func (s *subscriber[T]) discard(undelivered bool) {
-	if s.q == nil {
-		return
-	}
-	for _, it := range s.q.Discard(nil) {
-		s.abandon(&it, undelivered)
+	for _, q := range s.qs {
+		for _, it := range q.Discard(nil) {
+			s.abandon(&it, undelivered)
+		}
 	}
 	if undelivered {
 		// The workers skip the events they hold once held is zero.
@@ -108,24 +165,23 @@ func (s *subscriber[T]) abandoned(ev *Event[T]) error {
 }
 
 func (s *subscriber[T]) queueLen() (n, c, hw int) {
-	if s.q == nil {
-		return 0, 0, 0
+	for _, q := range s.qs {
+		n, c, hw = n+q.Len(), c+q.Cap(), hw+q.HighWater()
 	}
-	return s.q.Len() + int(s.held.Load()), s.q.Cap(), s.q.HighWater()
+	return n + int(s.held.Load()), c, hw
 }
 
-// run is one worker goroutine of an asynchronous subscription: it takes
-// events off the buffer in batches and handles them in order until the buffer
-// is closed and empty.
-func (s *subscriber[T]) run(ctx context.Context) {
+// run is one worker goroutine: it takes events off its lane's queue in
+// batches and handles them in order until the queue is closed and empty.
+func (s *subscriber[T]) run(ctx context.Context, w *worker, q *queue.Queue[item[T]]) {
 	batchSize := 64
-	if s.concurrency > 1 {
-		batchSize = 1 // leave the rest for the other workers
+	if len(w.lane.workers) > 1 {
+		batchSize = 1 // leave the rest to the lane's other workers
 	}
 	batch := make([]item[T], 0, batchSize)
 	for {
 		var ok bool
-		batch, ok = s.q.Pop(batch[:0], batchSize)
+		batch, ok = q.Pop(batch[:0], batchSize)
 		if !ok {
 			return
 		}
@@ -142,7 +198,7 @@ func (s *subscriber[T]) run(ctx context.Context) {
 			case !s.enter():
 				s.abandon(it, false)
 			default:
-				err := s.handle(ctx, &it.ev)
+				err := s.deliver(ctx, w, &it.ev)
 				s.leave()
 				if it.w != nil {
 					it.w.finish(err)
@@ -159,23 +215,107 @@ func (s *subscriber[T]) deliverSync(ctx context.Context, ev *Event[T]) error {
 		return nil
 	}
 	defer s.leave()
-	return s.handle(ctx, ev)
+	return s.deliver(ctx, &s.syncSlot, ev)
 }
 
-// handle calls the handler once and accounts for the outcome.
-func (s *subscriber[T]) handle(ctx context.Context, ev *Event[T]) error {
+// deliver hands ev to the handler, retrying as Retry allows, and
+// dead-letters it after the last failed attempt. The caller holds the gate.
+// It returns nil or the last attempt's *HandlerError.
+func (s *subscriber[T]) deliver(ctx context.Context, w *worker, ev *Event[T]) error {
 	s.c.dispatched.Add(1)
+	for attempt := 1; ; attempt++ {
+		he := s.attempt(ctx, w, ev, attempt)
+		if he == nil {
+			s.c.delivered.Add(1)
+			return nil
+		}
+		if attempt >= s.maxAttempts {
+			s.deadLetter(ctx, ev, he)
+			return he
+		}
+		if s.gate.Load()&gateClosed != 0 {
+			return he // unsubscribed: no more attempts
+		}
+		if !s.pause(ctx, attempt) {
+			if s.bus.aborted.Load() {
+				s.c.undelivered.Add(1)
+			}
+			return he
+		}
+		s.c.retries.Add(1)
+	}
+}
+
+// pause waits the backoff after a failed attempt; false if the wait was cut
+// short by Close giving up, by ctx, or by Unsubscribe.
+func (s *subscriber[T]) pause(ctx context.Context, attempt int) bool {
+	if s.backoff == nil {
+		return ctx.Err() == nil
+	}
+	d := s.backoff(attempt)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+	case <-s.bus.handlerCtx.Done():
+	case <-s.gone:
+	}
+	return false
+}
+
+// attempt calls the handler once and reports a failure.
+func (s *subscriber[T]) attempt(ctx context.Context, w *worker, ev *Event[T], attempt int) *HandlerError {
+	ticket, watched := w.begin()
+	var start time.Time
+	sampled := ticket%latencySampling == 0
+	if sampled {
+		start = time.Now()
+	}
 	stack, err := call(ctx, s.handler, ev)
+	if sampled {
+		s.latency.Record(time.Since(start))
+	}
+	if watched {
+		w.end()
+	}
 	if err == nil {
-		s.c.delivered.Add(1)
 		return nil
 	}
 	he := &HandlerError{
-		Topic: ev.Topic, EventID: ev.ID, Subscriber: s.name, Attempt: 1,
+		Topic: ev.Topic, EventID: ev.ID, Subscriber: s.name, Attempt: attempt,
 		Err: err, Panic: stack != nil, Stack: stack,
 	}
 	s.bus.report(s.Subscription, he)
 	return he
+}
+
+// latencySampling is how many handler calls share one latency measurement:
+// reading the clock twice costs more than a small handler.
+const latencySampling = 8
+
+// deadLetter publishes a DeadLetter for an event whose attempts all failed.
+func (s *subscriber[T]) deadLetter(ctx context.Context, ev *Event[T], he *HandlerError) {
+	if ev.Topic == DeadLetterTopic {
+		s.bus.logger.LogAttrs(ctx, slog.LevelError, "eventbus: dead-letter handler failed; the dead letter is not dead-lettered again",
+			slog.String("subscriber", s.name), slog.String("event_id", ev.ID.String()), slog.Any("error", he.Err))
+		return
+	}
+	dl := DeadLetter{
+		Topic: ev.Topic, EventID: ev.ID, Time: ev.Time, Subscriber: s.name,
+		Attempts: he.Attempt, Error: he.Err.Error(), Payload: ev.Payload, Metadata: ev.Metadata,
+	}
+	if err := s.bus.publishDeadLetter(s.bus.handlerCtx, dl); err != nil {
+		s.bus.logger.LogAttrs(ctx, slog.LevelError, "eventbus: dead letter lost",
+			slog.String("topic", ev.Topic), slog.String("event_id", ev.ID.String()),
+			slog.String("subscriber", s.name), slog.Any("error", err))
+		return
+	}
+	s.c.deadLettered.Add(1)
 }
 
 // call runs h, turning a panic into an error with the stack. Unlike errgroup,
@@ -215,12 +355,12 @@ func (b *Bus) report(s *Subscription, he *HandlerError) {
 type waiter struct {
 	pending atomic.Int64 // deliveries to wait for, plus one held by the publisher
 	done    chan struct{}
-	self    *Subscription // the subscription whose handler called PublishWait, or nil
+	self    *worker // the worker whose handler called PublishWait, or nil
 	mu      sync.Mutex
 	errs    []error
 }
 
-func newWaiter(self *Subscription) *waiter {
+func newWaiter(self *worker) *waiter {
 	w := &waiter{done: make(chan struct{}), self: self}
 	w.pending.Store(1)
 	return w

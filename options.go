@@ -3,6 +3,8 @@ package eventbus
 import (
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"time"
 )
 
 // DefaultQueueSize is the capacity of an asynchronous subscription's buffer
@@ -13,18 +15,23 @@ const DefaultQueueSize = 10000
 // DefaultWorkers is the default limit on the handlers PublishWait runs at once.
 const DefaultWorkers = 4
 
+// DefaultStallTimeout is how long a handler may run, or a publisher wait for
+// room, before the bus logs it as stalled; see WithStallTimeout.
+const DefaultStallTimeout = 5 * time.Second
+
 // An Option configures a Bus; see New.
 type Option func(*config) error
 
 type config struct {
 	queueSize    int
 	workers      int
+	stallTimeout time.Duration
 	logger       *slog.Logger
 	errorHandler func(*HandlerError)
 }
 
 func defaultConfig() config {
-	return config{queueSize: DefaultQueueSize, workers: DefaultWorkers}
+	return config{queueSize: DefaultQueueSize, workers: DefaultWorkers, stallTimeout: DefaultStallTimeout}
 }
 
 // WithQueueSize sets the capacity of each asynchronous subscription's buffer
@@ -78,6 +85,22 @@ func WithErrorHandler(f func(*HandlerError)) Option {
 	}
 }
 
+// WithStallTimeout sets how long a handler may run before the bus logs it,
+// once, as stalled, with its subscription's name and the file:line where it
+// subscribed; a publisher waiting that long for room in a full buffer is
+// logged the same way (default DefaultStallTimeout). Nothing is interrupted:
+// the report is for finding the handler that holds the system up. d must be
+// positive.
+func WithStallTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("%w: WithStallTimeout(%v): the timeout must be positive", ErrInvalidOption, d)
+		}
+		c.stallTimeout = d
+		return nil
+	}
+}
+
 // FullPolicy says what Publish does when an asynchronous subscription's
 // buffer is full; see OnFull.
 type FullPolicy uint8
@@ -115,17 +138,28 @@ type SubOption func(*subConfig) error
 
 type subConfig struct {
 	sync        bool
-	queueSize   int // 0: the bus default
+	queueSize   int
 	concurrency int
 	policy      FullPolicy
 	name        string
+	maxAttempts int
+	backoff     func(attempt int) time.Duration
+	replay      bool
+	partition   any    // func(T) string, checked against T at Subscribe
+	buffered    string // the first option that needs a buffer, to refuse it with Sync
+}
+
+func (c *subConfig) needsBuffer(opt string) {
+	if c.buffered == "" {
+		c.buffered = opt
+	}
 }
 
 // Sync makes the handler run inline, in the publisher's goroutine and with
 // the publisher's ctx, before Publish returns. Use it for quick handlers that
 // must see an event before the publisher goes on; a slow Sync handler slows
-// every publisher of the topic. Sync subscriptions have no buffer, so Queue,
-// Concurrency and OnFull do not apply to them.
+// every publisher of the topic. Sync subscriptions have no buffer: combining
+// Sync with Queue, Concurrency, OnFull or PartitionBy is an error.
 func Sync() SubOption {
 	return func(c *subConfig) error {
 		c.sync = true
@@ -141,18 +175,21 @@ func Queue(n int) SubOption {
 			return fmt.Errorf("%w: Queue(%d): the size must be positive", ErrInvalidOption, n)
 		}
 		c.queueSize = n
+		c.needsBuffer("Queue")
 		return nil
 	}
 }
 
 // Concurrency runs n handler goroutines for this subscription (default 1).
-// With n > 1 events are handled in parallel and may finish out of publish order.
+// With n > 1 events are handled in parallel and may finish out of publish
+// order, unless PartitionBy keeps the order of each key.
 func Concurrency(n int) SubOption {
 	return func(c *subConfig) error {
 		if n <= 0 {
 			return fmt.Errorf("%w: Concurrency(%d): the count must be positive", ErrInvalidOption, n)
 		}
 		c.concurrency = n
+		c.needsBuffer("Concurrency")
 		return nil
 	}
 }
@@ -165,6 +202,7 @@ func OnFull(p FullPolicy) SubOption {
 			return fmt.Errorf("%w: OnFull(%v)", ErrInvalidOption, p)
 		}
 		c.policy = p
+		c.needsBuffer("OnFull")
 		return nil
 	}
 }
@@ -177,6 +215,73 @@ func Name(s string) SubOption {
 			return fmt.Errorf("%w: Name(\"\")", ErrInvalidOption)
 		}
 		c.name = s
+		return nil
+	}
+}
+
+// Retry makes a failed delivery (an error or a panic) run again, up to max
+// attempts in total, waiting backoff(attempt) after failed attempt number
+// attempt (nil: no wait). Each retry is counted in Stats.Retries. After the
+// last attempt the event is published on DeadLetters(bus) as a DeadLetter.
+// An asynchronous subscription retries before it takes its next event, so
+// order is kept; the wait ends early, and the event counts as undelivered,
+// if Close gives up. The default is one attempt. max must be at least 1.
+func Retry(max int, backoff func(attempt int) time.Duration) SubOption {
+	return func(c *subConfig) error {
+		if max < 1 {
+			return fmt.Errorf("%w: Retry(%d, ...): at least one attempt is needed", ErrInvalidOption, max)
+		}
+		c.maxAttempts, c.backoff = max, backoff
+		return nil
+	}
+}
+
+// ExponentialBackoff returns a backoff for Retry that waits about base after
+// the first failed attempt and doubles the wait after each further one, up
+// to capped, with jitter: each wait is drawn uniformly from [d/2, d] so that
+// subscribers failing together do not retry in lockstep. It panics if base
+// is not positive or capped is less than base, like time.NewTicker with a
+// bad duration: these are constants in any sane program.
+func ExponentialBackoff(base, capped time.Duration) func(attempt int) time.Duration {
+	if base <= 0 || capped < base {
+		panic(fmt.Sprintf("eventbus: ExponentialBackoff(%v, %v): want 0 < base <= cap", base, capped))
+	}
+	return func(attempt int) time.Duration {
+		d := base
+		for i := 1; i < attempt && d < capped; i++ {
+			d = min(d, capped/2) * 2 // doubling, without overflowing past capped
+		}
+		d = min(d, capped)
+		return d/2 + rand.N(d/2+1)
+	}
+}
+
+// Replay makes a new subscription first receive the topic's latest event
+// (see Topic.Latest), taken atomically with the subscription: no event
+// published in between is missed or received twice. For SubscribeAll it
+// replays the latest event of every existing topic. A Sync subscription
+// receives the replayed event inside Subscribe, with a background ctx.
+func Replay() SubOption {
+	return func(c *subConfig) error {
+		c.replay = true
+		return nil
+	}
+}
+
+// PartitionBy splits an asynchronous subscription with Concurrency(n) into n
+// partitions by key: events whose key (e.g. a symbol) is equal go to the same
+// partition and are handled one at a time in publish order, while different
+// partitions run in parallel. Each partition has its own buffer of
+// ceil(queue size / n) events and its own goroutine. key must not be nil, T
+// must be the topic's payload type (any for SubscribeAll), and key must be
+// quick: the publisher calls it.
+func PartitionBy[T any](key func(T) string) SubOption {
+	return func(c *subConfig) error {
+		if key == nil {
+			return fmt.Errorf("%w: PartitionBy(nil)", ErrInvalidOption)
+		}
+		c.partition = key
+		c.needsBuffer("PartitionBy")
 		return nil
 	}
 }

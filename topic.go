@@ -3,9 +3,11 @@ package eventbus
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -39,7 +41,7 @@ type topicCore struct {
 	inflight  atomic.Int64 // publishes under way, for Close
 	published atomic.Uint64
 	noSubs    atomic.Uint64
-	retired   counters // final counts of subscriptions that have left
+	retired   retiredStats // what its unsubscribed subscriptions counted
 }
 
 // topicEntry is a registered topic of any payload type.
@@ -47,6 +49,9 @@ type topicEntry interface {
 	core() *topicCore
 	stats() TopicStats
 	discardAll() // Close past its deadline: give up every queued event
+	lock()
+	unlock()
+	latestLocked() (Event[any], bool)
 }
 
 func (c *topicCore) core() *topicCore { return c }
@@ -118,13 +123,19 @@ func (t *Topic[T]) PublishEvent(ctx context.Context, ev Event[T]) error {
 }
 
 func (t *Topic[T]) publishEvent(ctx context.Context, ev *Event[T]) error {
-	subs, all, err := t.accept(ctx, ev, nil)
+	return t.publish(ctx, ev, false)
+}
+
+// publish is Publish and PublishEvent; internal publishes (dead letters) are
+// still accepted while Close drains the bus.
+func (t *Topic[T]) publish(ctx context.Context, ev *Event[T], internal bool) error {
+	subs, all, err := t.accept(ctx, ev, nil, internal)
 	if err != nil {
 		return err
 	}
 	if subs != nil {
 		for _, s := range subs.sync {
-			_ = s.deliverSync(ctx, ev) // failures are reported by handle
+			_ = s.deliverSync(ctx, ev) // failures are reported by deliver
 		}
 	}
 	if all != nil && len(all.sync) > 0 {
@@ -146,12 +157,13 @@ func (t *Topic[T]) publishEvent(ctx context.Context, ev *Event[T]) error {
 // before it; Sync handlers run in parallel, at most WithWorkers at a time,
 // each with ctx. A subscription whose policy dropped the event contributes an
 // error wrapping ErrQueueFull. PublishWait called from a handler cannot wait
-// for that same subscription: the event is queued for it and the result
-// includes an error wrapping ErrDeadlock.
+// for that same subscription when only the caller could handle the event:
+// the event is queued for it and the result includes an error wrapping
+// ErrDeadlock.
 func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 	ev := Event[T]{Payload: payload}
-	w := newWaiter(callerSub(ctx))
-	subs, all, err := t.accept(ctx, &ev, w)
+	w := newWaiter(callerWorker(ctx))
+	subs, all, err := t.accept(ctx, &ev, w, false)
 	if err != nil {
 		return err
 	}
@@ -192,7 +204,7 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 // accept validates and stamps ev and queues it for every asynchronous
 // subscription. On success the caller runs the Sync handlers of the returned
 // lists and then calls t.leave.
-func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], w *waiter) (*subList[T], *subList[any], error) {
+func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], w *waiter, internal bool) (*subList[T], *subList[any], error) {
 	if t.validate != nil {
 		// Validate a copy: the address of ev itself must not reach an
 		// unknown function, or every event would be allocated on the heap.
@@ -201,7 +213,7 @@ func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], w *waiter) (*subLis
 			return nil, nil, &ValidationError{Topic: t.name, Err: err}
 		}
 	}
-	if !t.enter() {
+	if !t.enter(internal) {
 		return nil, nil, ErrClosed
 	}
 	ev.Topic = t.name
@@ -211,11 +223,17 @@ func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], w *waiter) (*subLis
 	if ev.ID.IsZero() {
 		ev.ID = t.ids.Next(ev.Time.UnixMilli())
 	}
+	var stalled *time.Timer
+	defer func() {
+		if stalled != nil {
+			stalled.Stop()
+		}
+	}()
 	for {
 		t.mu.Lock()
 		subs, all := t.subs.Load(), t.bus.all.Load()
 		blocker, wait, err := enqueue(subs, all, ev, w)
-		if blocker == nil {
+		if blocker == nil && err == nil {
 			t.latest, t.hasLatest = *ev, true
 			t.mu.Unlock()
 			t.published.Add(1)
@@ -226,25 +244,53 @@ func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], w *waiter) (*subLis
 		}
 		t.mu.Unlock()
 		if err == nil {
-			select {
-			case <-wait:
-				continue
-			case <-ctx.Done():
-				err = fmt.Errorf("eventbus: publish to %s waiting on full %s: %w", t.name, blocker, ctx.Err())
-			case <-t.bus.closing:
-				err = ErrClosed
-			}
+			err = t.wait(ctx, blocker, wait, internal, &stalled)
 		}
-		t.leave()
-		return nil, nil, err
+		if err != nil {
+			t.leave()
+			return nil, nil, err
+		}
+	}
+}
+
+// wait blocks until the full lane may have room, and returns nil to try
+// again, or why not: ctx ended, Close began, or waiting would deadlock.
+func (t *Topic[T]) wait(ctx context.Context, blocker *lane, room <-chan struct{}, internal bool, stalled **time.Timer) error {
+	if me := callerWorker(ctx); me != nil {
+		me.waiting.Store(blocker)
+		defer me.waiting.Store(nil)
+		if err := deadlock(blocker); err != nil {
+			return fmt.Errorf("eventbus: %s publishing to %s: %w", me.sub, t.name, err)
+		}
+	}
+	if *stalled == nil {
+		*stalled = time.NewTimer(t.bus.cfg.stallTimeout)
+	}
+	closing := t.bus.closing
+	if internal {
+		closing = nil // dead letters still go out while Close drains
+	}
+	for {
+		select {
+		case <-room:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("eventbus: publish to %s waiting for room in the buffer of %s: %w", t.name, blocker, ctx.Err())
+		case <-closing:
+			return ErrClosed
+		case <-(*stalled).C:
+			t.bus.logger.LogAttrs(ctx, slog.LevelWarn, "eventbus: publisher stalled on a full buffer",
+				slog.String("topic", t.name), slog.String("subscriber", blocker.sub.name),
+				slog.String("subscribed_at", blocker.sub.where), slog.Duration("waiting_for_at_least", t.bus.cfg.stallTimeout))
+		}
 	}
 }
 
 // enqueue queues ev for every asynchronous subscription, or for none: it
 // first reserves a place in each buffer, and if one keeps the publisher out
-// it cancels the others and returns that subscription, with the channel to
-// wait on (Block) or the error (Reject).
-func enqueue[T any](subs *subList[T], all *subList[any], ev *Event[T], w *waiter) (*Subscription, <-chan struct{}, error) {
+// it cancels the others and returns that lane, with the channel to wait on
+// (Block) or the error (Reject).
+func enqueue[T any](subs *subList[T], all *subList[any], ev *Event[T], w *waiter) (*lane, <-chan struct{}, error) {
 	var tl []*subscriber[T]
 	if subs != nil {
 		tl = subs.async
@@ -253,60 +299,68 @@ func enqueue[T any](subs *subList[T], all *subList[any], ev *Event[T], w *waiter
 	if all != nil {
 		al = all.async
 	}
-	var buf [32]queue.Result
-	res, blocker, wait := reserve(tl, buf[:0])
+	var anyEv Event[any]
+	if len(al) > 0 {
+		anyEv = boxed(ev)
+	}
+	var buf [32]slot
+	res, blocker, wait := reserve(tl, ev, buf[:0])
 	n := len(res)
 	if blocker == nil {
-		res, blocker, wait = reserve(al, res)
+		res, blocker, wait = reserve(al, &anyEv, res)
 	}
 	if blocker != nil {
 		cancelReserved(tl, res[:n])
 		cancelReserved(al, res[n:])
-		if blocker.policy == Reject {
+		if blocker.sub.policy == Reject {
 			return blocker, nil, fmt.Errorf("%w: %s, publish to %s rejected", ErrQueueFull, blocker, ev.Topic)
 		}
 		return blocker, wait, nil
 	}
 	commit(tl, res[:n], ev, w)
-	if len(al) > 0 {
-		anyEv := boxed(ev)
-		commit(al, res[n:], &anyEv, w)
-	}
+	commit(al, res[n:], &anyEv, w)
 	return nil, nil, nil
 }
 
-func reserve[T any](subs []*subscriber[T], res []queue.Result) ([]queue.Result, *Subscription, <-chan struct{}) {
+// slot is the outcome of one reservation.
+type slot struct {
+	r    queue.Result
+	lane int
+}
+
+func reserve[T any](subs []*subscriber[T], ev *Event[T], res []slot) ([]slot, *lane, <-chan struct{}) {
 	for _, s := range subs {
-		r, wait := s.q.Reserve(s.qpolicy)
+		li := s.laneOf(ev)
+		r, wait := s.qs[li].Reserve(s.qpolicy)
 		if r == queue.Full {
-			return res, s.Subscription, wait
+			return res, s.lanes[li], wait
 		}
-		res = append(res, r)
+		res = append(res, slot{r, li})
 	}
 	return res, nil, nil
 }
 
-func cancelReserved[T any](subs []*subscriber[T], res []queue.Result) {
+func cancelReserved[T any](subs []*subscriber[T], res []slot) {
 	for i, r := range res {
-		if r == queue.Reserved {
-			subs[i].q.Cancel()
+		if r.r == queue.Reserved {
+			subs[i].qs[r.lane].Cancel()
 		}
 	}
 }
 
-func commit[T any](subs []*subscriber[T], res []queue.Result, ev *Event[T], w *waiter) {
+func commit[T any](subs []*subscriber[T], res []slot, ev *Event[T], w *waiter) {
 	for i, s := range subs {
-		switch res[i] {
+		switch res[i].r {
 		case queue.Reserved:
 			iw := w
-			if w != nil && w.self == s.Subscription {
+			if w != nil && w.self != nil && w.self.lane == s.lanes[res[i].lane] && len(w.self.lane.workers) == 1 {
 				iw = nil
-				w.fail(fmt.Errorf("%w: PublishWait from a handler of %s cannot wait for it; the event is queued for it", ErrDeadlock, s.Subscription))
+				w.fail(fmt.Errorf("%w: PublishWait from the handler of %s cannot wait for it; the event is queued for it", ErrDeadlock, w.self.lane))
 			}
 			if iw != nil {
 				iw.add()
 			}
-			old, out := s.q.Commit(item[T]{ev: *ev, w: iw})
+			old, out := s.qs[res[i].lane].Commit(item[T]{ev: *ev, w: iw})
 			switch out {
 			case queue.Evicted:
 				s.c.dropped.Add(1)
@@ -336,9 +390,10 @@ func boxed[T any](ev *Event[T]) Event[any] {
 
 // Subscribe registers h for the topic's events. By default h runs in a
 // goroutine of its own, fed by a buffer of WithQueueSize events, one event at
-// a time in publish order; the options change that (Sync, Queue, Concurrency,
-// OnFull, Name). It returns an error wrapping ErrNilHandler for a nil h,
-// ErrInvalidOption for a bad option, and ErrClosed once Close has begun.
+// a time in publish order; the options change that (Sync, Queue,
+// Concurrency, OnFull, Name, Retry, Replay, PartitionBy). It returns an
+// error wrapping ErrNilHandler for a nil h, ErrInvalidOption for a bad
+// option, and ErrClosed once Close has begun.
 func (t *Topic[T]) Subscribe(h Handler[T], opts ...SubOption) (*Subscription, error) {
 	if h == nil {
 		return nil, fmt.Errorf("%w: Subscribe on %s", ErrNilHandler, t.name)
@@ -347,12 +402,19 @@ func (t *Topic[T]) Subscribe(h Handler[T], opts ...SubOption) (*Subscription, er
 	if err != nil {
 		return nil, err
 	}
-	s := newSubscriber(t.bus, t.name, h, cfg, callerLine(1))
+	s, err := newSubscriber(t.bus, t.name, h, cfg, callerLine(1))
+	if err != nil {
+		return nil, err
+	}
 	s.list, s.listMu = &t.subs, &t.mu
-	err = attach(t.bus, s, func() {
+	err = attach(t.bus, s, func() []Event[T] {
 		t.mu.Lock()
+		defer t.mu.Unlock()
 		t.subs.Store(t.subs.Load().with(s))
-		t.mu.Unlock()
+		if !s.replay || !t.hasLatest {
+			return nil
+		}
+		return s.replayLocked([]Event[T]{t.latest})
 	})
 	if err != nil {
 		return nil, err
@@ -376,18 +438,28 @@ func (t *Topic[T]) Stats() TopicStats {
 		Published:     t.published.Load(),
 		NoSubscribers: t.noSubs.Load(),
 	}
-	sum := t.retired.load()
+	sum := t.retired.c.load()
+	t.retired.mu.Lock()
+	lat := t.retired.latency
+	t.retired.mu.Unlock()
 	t.subs.Load().each(func(s *Subscription) {
 		ss := s.Stats()
 		ts.Subscriptions = append(ts.Subscriptions, ss)
 		ts.QueueSize += ss.QueueLen
+		ts.HighWater = max(ts.HighWater, ss.HighWater)
 		if !s.folded.Load() {
 			sum.add(ss.tally())
+			lat.Add(s.latency.Snapshot())
 		}
 	})
-	ts.Dispatched, ts.Delivered, ts.Errors = sum.dispatched, sum.delivered, sum.errors
-	ts.Panics, ts.Dropped, ts.Undelivered = sum.panics, sum.dropped, sum.undelivered
+	ts.setTally(sum)
+	ts.LatencyP50, ts.LatencyP99 = lat.Quantile(0.50), lat.Quantile(0.99)
 	return ts
+}
+
+func (ts *TopicStats) setTally(t tally) {
+	ts.Dispatched, ts.Delivered, ts.Errors, ts.Panics = t.dispatched, t.delivered, t.errors, t.panics
+	ts.Retries, ts.Dropped, ts.DeadLettered, ts.Undelivered = t.retries, t.dropped, t.deadLettered, t.undelivered
 }
 
 func (t *Topic[T]) stats() TopicStats { return t.Stats() }
@@ -396,10 +468,21 @@ func (t *Topic[T]) discardAll() {
 	t.subs.Load().each(func(s *Subscription) { s.typed.discard(true) })
 }
 
-// enter registers a publish under way, unless the bus is closing.
-func (c *topicCore) enter() bool {
+func (t *Topic[T]) lock()   { t.mu.Lock() }
+func (t *Topic[T]) unlock() { t.mu.Unlock() }
+
+func (t *Topic[T]) latestLocked() (Event[any], bool) {
+	if !t.hasLatest {
+		return Event[any]{}, false
+	}
+	return boxed(&t.latest), true
+}
+
+// enter registers a publish under way, unless the bus is closing (internal
+// publishes are let in until Close has drained the other subscriptions).
+func (c *topicCore) enter(internal bool) bool {
 	c.inflight.Add(1)
-	if c.bus.closed.Load() {
+	if !internal && c.bus.closed.Load() {
 		c.leave()
 		return false
 	}

@@ -180,6 +180,13 @@ func (q *Queue[E]) Len() int {
 	return q.n
 }
 
+// Full reports whether a Block reservation would have to wait now.
+func (q *Queue[E]) Full() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return !q.closed && q.n+q.reserved >= len(q.buf)
+}
+
 // Cap is the capacity given to New.
 func (q *Queue[E]) Cap() int { return len(q.buf) }
 
