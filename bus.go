@@ -56,6 +56,7 @@ func New(opts ...Option) (*Bus, error) {
 		}
 	}
 	b := &Bus{
+		retAll:      retiredStats{retiring: map[*Subscription]struct{}{}},
 		cfg:         cfg,
 		logger:      cfg.logger,
 		ids:         idgen.NewRoot(),
@@ -177,6 +178,9 @@ func (b *Bus) Close(ctx context.Context) error {
 		b.closed.Store(true)
 		close(b.closing)
 		b.mu.Unlock()
+		for _, t := range b.topicList() {
+			t.shut()
+		}
 	})
 	for _, t := range b.topicList() {
 		if err := t.core().quiesce(ctx); err != nil {
@@ -191,6 +195,11 @@ func (b *Bus) Close(ctx context.Context) error {
 			}
 		}
 		b.drainOnce[phase].Do(func() {
+			for _, t := range b.topicList() {
+				if (t.core().name == DeadLetterTopic) == (phase == 2) && phase != 1 {
+					t.closeRing()
+				}
+			}
 			for _, s := range subs {
 				s.typed.closeQueue()
 			}
@@ -223,10 +232,12 @@ func (b *Bus) Close(ctx context.Context) error {
 func (b *Bus) abandon(err error) error {
 	b.aborted.Store(true)
 	b.cancel()
-	for _, t := range b.topicList() {
-		t.discardAll()
+	for _, s := range b.liveList() {
+		s.typed.discard(true)
 	}
-	b.all.Load().each(func(s *Subscription) { s.typed.discard(true) })
+	for _, t := range b.topicList() {
+		t.closeRing()
+	}
 	return err
 }
 
@@ -262,7 +273,8 @@ func (b *Bus) Stats() Stats {
 		}
 		st.TotalHandlers += len(ts.Subscriptions)
 	}
-	sum.add(b.retAll.c.load())
+	retired, _ := b.retAll.load()
+	sum.add(retired)
 	b.all.Load().each(func(s *Subscription) {
 		ss := s.Stats()
 		st.QueueSize += ss.QueueLen

@@ -11,31 +11,43 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/quantumtrader/eventbus/internal/queue"
+	"github.com/quantumtrader/eventbus/internal/ring"
 )
 
-// subscriber is the typed half of a Subscription: the handler, its buffers,
+// subscriber is the typed half of a Subscription: the handler, its lanes,
 // and the list it belongs to (a topic's, or the bus's SubscribeAll list).
 type subscriber[T any] struct {
 	*Subscription
 	handler Handler[T]
-	qs      []*queue.Queue[item[T]] // one per lane; nil for Sync
-	key     func(T) string          // PartitionBy; nil for one lane
-	qpolicy queue.Policy
+	key     func(T) string // PartitionBy; nil for one lane
+	lanes   []*laneT[T]
 	list    *atomic.Pointer[subList[T]] // copy-on-write, replaced under listMu
 	listMu  sync.Locker
-	// held counts events the workers have taken off the queues and not yet
-	// started, so that statistics and a Close that gives up see them.
-	held atomic.Int64
+	// prodMu is the producer lock of the subscription's rings: the topic's
+	// lock, or, for SubscribeAll, a lock of its own taken by the publishers
+	// of every topic.
+	prodMu sync.Locker
 }
 
-// item is one queued delivery; w is set for PublishWait.
+// laneT is the typed half of a lane: its ring and its group in it.
+type laneT[T any] struct {
+	*lane
+	ring   *ring.Ring[item[T]]
+	group  *ring.Group[item[T]]
+	shared bool      // the topic's ring, shared with its other shared lanes
+	replay []item[T] // for Replay: handed to the first worker before the ring's events
+}
+
+// item is one delivery in a ring; w is set for PublishWait.
 type item[T any] struct {
 	ev Event[T]
 	w  *waiter
 }
 
 var partitionSeed = maphash.MakeSeed()
+
+// runLength is how many events a lone worker takes from its ring at once.
+const runLength = 64
 
 func newSubscriber[T any](b *Bus, topic string, h Handler[T], cfg subConfig, where string) (*subscriber[T], error) {
 	s := &subscriber[T]{
@@ -46,7 +58,6 @@ func newSubscriber[T any](b *Bus, topic string, h Handler[T], cfg subConfig, whe
 			gone: make(chan struct{}), done: make(chan struct{}),
 		},
 		handler: h,
-		qpolicy: queue.Policy(cfg.policy),
 	}
 	if s.name == "" {
 		s.name = funcName(h)
@@ -61,7 +72,6 @@ func newSubscriber[T any](b *Bus, topic string, h Handler[T], cfg subConfig, whe
 	}
 	s.typed = s
 	if cfg.sync {
-		s.syncSlot.sub = s.Subscription
 		close(s.done)
 		return s, nil
 	}
@@ -69,39 +79,72 @@ func newSubscriber[T any](b *Bus, topic string, h Handler[T], cfg subConfig, whe
 	if s.key != nil && cfg.concurrency > 1 {
 		lanes, perLane, size = cfg.concurrency, 1, (cfg.queueSize+cfg.concurrency-1)/cfg.concurrency
 	}
+	batch := runLength
+	if perLane > 1 || cfg.policy == DropOldest {
+		batch = 1 // other workers share the lane; DropOldest evicts from the ring
+	}
+	shared := topic != "*" && s.key == nil && (cfg.policy == Block || cfg.policy == Reject) && size <= b.cfg.queueSize
 	for i := range lanes {
-		q := queue.New[item[T]](size)
-		l := &lane{sub: s.Subscription, index: i, full: q.Full}
-		for range perLane {
-			l.workers = append(l.workers, &worker{sub: s.Subscription, lane: l})
+		l := &laneT[T]{lane: &lane{sub: s.Subscription, index: i, size: size, workers: perLane, batch: batch}, shared: shared}
+		if !shared {
+			l.ring = ring.New[item[T]](size)
+			l.setGroup(l.ring.Add(size, perLane, batch))
 		}
-		s.qs = append(s.qs, q)
 		s.lanes = append(s.lanes, l)
+		s.Subscription.lanes = append(s.Subscription.lanes, l.lane)
 	}
 	return s, nil
 }
 
-// laneOf picks the partition of an event.
-func (s *subscriber[T]) laneOf(ev *Event[T]) int {
-	if len(s.qs) < 2 {
-		return 0
+// setGroup binds the lane to its group and makes a worker per ring worker.
+func (l *laneT[T]) setGroup(g *ring.Group[item[T]]) {
+	l.group = g
+	l.full = g.Full
+	l.length = func() (int, int, int) { return g.Len(), g.Cap(), g.HighWater() }
+	l.ws = nil
+	for _, rw := range g.Workers() {
+		l.ws = append(l.ws, &worker{sub: l.sub, lane: l.lane, progress: rw.Progress, asleep: rw.Asleep})
 	}
-	return int(maphash.String(partitionSeed, s.key(ev.Payload)) % uint64(len(s.qs)))
+}
+
+// joinShared gives the shared lanes their group in the topic's ring. The
+// caller holds the topic's lock.
+func (s *subscriber[T]) joinShared(r func() *ring.Ring[item[T]]) {
+	for _, l := range s.lanes {
+		if l.shared {
+			l.ring = r()
+			l.setGroup(l.ring.Add(l.size, l.workers, l.batch))
+		}
+	}
+}
+
+// laneOf picks the lane of an event.
+func (s *subscriber[T]) laneOf(ev *Event[T]) *laneT[T] {
+	if len(s.lanes) < 2 {
+		return s.lanes[0]
+	}
+	return s.lanes[maphash.String(partitionSeed, s.key(ev.Payload))%uint64(len(s.lanes))]
 }
 
 // start launches the workers in the bus's errgroup.
 func (s *subscriber[T]) start(ctxFor func(*worker) context.Context) {
 	n := 0
 	for _, l := range s.lanes {
-		n += len(l.workers)
+		n += len(l.ws)
 	}
 	s.running.Store(int32(n))
-	for i, l := range s.lanes {
-		for _, w := range l.workers {
+	for _, l := range s.lanes {
+		for i, rw := range l.group.Workers() {
+			w := l.ws[i]
+			rw.Idle = w.flush
 			ctx := ctxFor(w)
+			var replay []item[T]
+			if i == 0 {
+				replay, l.replay = l.replay, nil
+			}
 			s.bus.workers.Go(func() error {
-				defer s.exit()
-				s.run(ctx, w, s.qs[i])
+				defer s.exit(w)
+				s.run(ctx, w, rw, replay)
 				return nil
 			})
 		}
@@ -114,135 +157,251 @@ func (s *subscriber[T]) detach() {
 	s.listMu.Unlock()
 }
 
+// closeQueue tells the workers that nothing more comes; they drain and exit.
 func (s *subscriber[T]) closeQueue() {
-	for _, q := range s.qs {
-		q.Close()
-	}
-}
-
-// discard empties the queues. Their events count as undelivered when the
-// bus gave up on them (a Close past its deadline), not when the subscriber
-// left.
-func (s *subscriber[T]) discard(undelivered bool) {
-	for _, q := range s.qs {
-		for _, it := range q.Discard(nil) {
-			s.abandon(&it, undelivered)
-		}
-	}
-	if undelivered {
-		// The workers skip the events they hold once held is zero.
-		s.c.undelivered.Add(uint64(s.held.Swap(0)))
-	}
-}
-
-// take claims the next held event for a worker; false means Close gave up
-// on it (and counted it) already.
-func (s *subscriber[T]) take() bool {
-	for {
-		h := s.held.Load()
-		if h == 0 {
-			return false
-		}
-		if s.held.CompareAndSwap(h, h-1) {
-			return true
+	s.prodMu.Lock()
+	defer s.prodMu.Unlock()
+	for _, l := range s.lanes {
+		if !l.shared {
+			l.ring.Close()
 		}
 	}
 }
 
-func (s *subscriber[T]) abandon(it *item[T], undelivered bool) {
+// leaveRings takes back what the lanes had not handed out, settling
+// PublishWait waiters, and stops the lanes' groups. Events count as
+// undelivered when the bus gave up on them (Close past its deadline), not
+// when the subscription left.
+func (s *subscriber[T]) leaveRings(undelivered bool) {
+	if s.sync {
+		return
+	}
+	s.prodMu.Lock()
+	defer s.prodMu.Unlock()
 	var err error
-	if undelivered {
-		s.c.undelivered.Add(1)
-		err = s.abandoned(&it.ev)
-	}
-	if it.w != nil {
-		it.w.finish(err)
+	for _, l := range s.lanes {
+		n := l.group.Discard(func(it *item[T]) {
+			if undelivered {
+				err = s.abandoned(&it.ev)
+			}
+			if it.w != nil && it.w.selfLane != l.lane {
+				it.w.finish(err)
+			}
+		})
+		if undelivered {
+			n += l.group.TakeRuns()
+			s.c.undelivered.Add(uint64(n))
+			if !l.shared {
+				l.ring.Close()
+			}
+			continue
+		}
+		l.ring.Remove(l.group)
 	}
 }
+
+func (s *subscriber[T]) discard(undelivered bool) { s.leaveRings(undelivered) }
 
 func (s *subscriber[T]) abandoned(ev *Event[T]) error {
 	return fmt.Errorf("eventbus: %s: event %s abandoned: %w", s.Subscription, ev.ID, ErrClosed)
 }
 
-func (s *subscriber[T]) queueLen() (n, c, hw int) {
-	for _, q := range s.qs {
-		n, c, hw = n+q.Len(), c+q.Cap(), hw+q.HighWater()
+// run is one worker goroutine: it takes events off its lane's ring and
+// handles them in order until the ring is closed and read, or the lane is
+// removed.
+func (s *subscriber[T]) run(ctx context.Context, w *worker, rw *ring.Worker[item[T]], replay []item[T]) {
+	for i := range replay {
+		s.handleItem(ctx, w, &replay[i])
 	}
-	return n + int(s.held.Load()), c, hw
-}
-
-// run is one worker goroutine: it takes events off its lane's queue in
-// batches and handles them in order until the queue is closed and empty.
-func (s *subscriber[T]) run(ctx context.Context, w *worker, q *queue.Queue[item[T]]) {
-	batchSize := 64
-	if len(w.lane.workers) > 1 {
-		batchSize = 1 // leave the rest to the lane's other workers
-	}
-	batch := make([]item[T], 0, batchSize)
 	for {
-		var ok bool
-		batch, ok = q.Pop(batch[:0], batchSize)
-		if !ok {
+		it, p := s.runFrom(ctx, w, rw)
+		if p == nil {
 			return
 		}
-		s.held.Add(int64(len(batch)))
-		for i := range batch {
-			it := &batch[i]
-			switch {
-			case !s.take():
-				if it.w != nil {
-					it.w.finish(s.abandoned(&it.ev))
-				}
-			case s.bus.aborted.Load():
-				s.abandon(it, true)
-			case !s.enter():
-				s.abandon(it, false)
-			default:
-				err := s.deliver(ctx, w, &it.ev)
-				s.leave()
-				if it.w != nil {
-					it.w.finish(err)
-				}
-			}
-			*it = item[T]{}
+		// A handler panicked on its first attempt: go on with the rest of
+		// the delivery, then with the next event.
+		if err := s.retry(ctx, &it.ev, s.failure(&it.ev, 1, p.stack, &panicError{value: p.value})); err == nil {
+			w.delivered++
 		}
 	}
 }
 
-// deliverSync runs a Sync handler in the caller's goroutine.
+// runFrom handles events until the ring is done, or until a handler panics:
+// then it returns the event and the panic. Handlers are called directly, and
+// panics recovered once per run of events rather than once per event; the
+// rarer cases (a PublishWait, a timed call, an abandoned or unsubscribed
+// event) go through handleItem.
+func (s *subscriber[T]) runFrom(ctx context.Context, w *worker, rw *ring.Worker[item[T]]) (cur *item[T], p *recovered) {
+	defer func() {
+		if r := recover(); r != nil {
+			p = &recovered{value: r, stack: debug.Stack()}
+		}
+	}()
+	for {
+		it, st := rw.Next()
+		switch st {
+		case ring.Done:
+			return nil, nil
+		case ring.Taken: // Close gave up on it and counted it
+			if it.w != nil && it.w.selfLane != w.lane {
+				it.w.finish(s.abandoned(&it.ev))
+			}
+			continue
+		}
+		if it.w != nil || sampled(w.dispatched+1) || s.gate.Load()&gateClosed != 0 || s.bus.aborted.Load() {
+			s.handleItem(ctx, w, it)
+			continue
+		}
+		cur = it
+		w.dispatched++
+		if err := s.handler(ctx, it.ev); err != nil {
+			if s.retry(ctx, &it.ev, s.failure(&it.ev, 1, nil, err)) == nil {
+				w.delivered++
+			}
+		} else {
+			w.delivered++
+		}
+		if w.dispatched%runLength == 0 {
+			w.flush()
+		}
+	}
+}
+
+func (s *subscriber[T]) handleItem(ctx context.Context, w *worker, it *item[T]) {
+	var err error
+	switch {
+	case s.bus.aborted.Load():
+		s.c.undelivered.Add(1)
+		err = s.abandoned(&it.ev)
+	case s.gate.Load()&gateClosed != 0:
+		// unsubscribed: no delivery starts, and nothing is owed
+	default:
+		w.dispatched++
+		if err = s.deliver(ctx, &it.ev, sampled(w.dispatched)); err == nil {
+			w.delivered++
+		}
+		if w.dispatched%runLength == 0 {
+			w.flush()
+		}
+	}
+	if it.w != nil && it.w.selfLane != w.lane {
+		w.flush() // PublishWait's caller may look at the statistics next
+		it.w.finish(err)
+	}
+}
+
+// publishSync runs the Sync handlers of subs for ev, one after the other,
+// in the publisher's goroutine. It costs each handler a load and an atomic
+// add: Unsubscribe's bit is checked with the load (a call that saw it clear
+// started before Unsubscribe returned, exactly as with a lock), and the add
+// counts the call. Panics are recovered once per publish, not once per
+// handler: after a panic, the loop resumes with the next handler. timed says
+// whether to time the handlers, for the latency statistics.
+func publishSync[T any](ctx context.Context, subs []*subscriber[T], ev *Event[T], timed bool) {
+	if timed {
+		for _, s := range subs {
+			_ = s.deliverSync(ctx, ev)
+		}
+		return
+	}
+	for i := 0; i < len(subs); i++ {
+		var p *recovered
+		if i, p = callSync(ctx, subs, i, ev); p != nil {
+			subs[i].syncFailed(ctx, ev, p.stack, &panicError{value: p.value})
+		}
+	}
+}
+
+type recovered struct {
+	value any
+	stack []byte
+}
+
+// callSync calls the handlers of subs from i on, until one panics: it
+// returns the index it stopped at and, if it stopped early, the panic.
+func callSync[T any](ctx context.Context, subs []*subscriber[T], i int, ev *Event[T]) (at int, p *recovered) {
+	defer func() {
+		if r := recover(); r != nil {
+			p = &recovered{value: r, stack: debug.Stack()}
+		}
+	}()
+	for at = i; at < len(subs); at++ {
+		s := subs[at]
+		if s.gate.Load()&gateClosed != 0 {
+			continue
+		}
+		if err := s.handler(ctx, *ev); err != nil {
+			s.syncFailed(ctx, ev, nil, err)
+		} else if s.gate.Add(gateDone)&gateFolded != 0 {
+			s.retireLate(nil) // Unsubscribe has already folded the counts
+		}
+	}
+	return at, nil
+}
+
+// syncFailed goes on after the first attempt of a Sync delivery failed.
+func (s *subscriber[T]) syncFailed(ctx context.Context, ev *Event[T], stack []byte, err error) {
+	s.syncDone(s.retry(ctx, ev, s.failure(ev, 1, stack, err)))
+}
+
+// syncDone counts a Sync delivery that is over.
+func (s *subscriber[T]) syncDone(err error) {
+	if err != nil {
+		s.c.failed.Add(1)
+	}
+	if s.gate.Add(gateDone)&gateFolded != 0 {
+		s.retireLate(err) // Unsubscribe has already folded the counts
+	}
+}
+
+// deliverSync delivers ev to a Sync handler on its own, timing the call, for
+// PublishWait, Replay and the timed publishes of publishSync.
 func (s *subscriber[T]) deliverSync(ctx context.Context, ev *Event[T]) error {
-	if !s.enter() {
+	if s.gate.Load()&gateClosed != 0 {
 		return nil
 	}
-	defer s.leave()
-	return s.deliver(ctx, &s.syncSlot, ev)
+	err := s.deliver(ctx, ev, true)
+	s.syncDone(err)
+	return err
 }
 
+// sampled says whether handler call number n (from 1), or, for Sync
+// handlers, publish number n of the topic, is timed: reading the clock twice
+// costs more than a small handler, so the first calls are, for quiet
+// subscriptions to have figures, and then one in 64.
+func sampled(n uint64) bool { return n <= 16 || n%64 == 0 }
+
 // deliver hands ev to the handler, retrying as Retry allows, and
-// dead-letters it after the last failed attempt. The caller holds the gate.
-// It returns nil or the last attempt's *HandlerError.
-func (s *subscriber[T]) deliver(ctx context.Context, w *worker, ev *Event[T]) error {
-	s.c.dispatched.Add(1)
-	for attempt := 1; ; attempt++ {
-		he := s.attempt(ctx, w, ev, attempt)
-		if he == nil {
-			s.c.delivered.Add(1)
-			return nil
-		}
+// dead-letters it after the last failed attempt. It returns nil or the last
+// attempt's *HandlerError. timed says whether to time the first attempt.
+func (s *subscriber[T]) deliver(ctx context.Context, ev *Event[T], timed bool) error {
+	he := s.attempt(ctx, ev, 1, timed)
+	if he == nil {
+		return nil
+	}
+	return s.retry(ctx, ev, he)
+}
+
+// retry goes on after a failed attempt: more attempts as Retry allows, then
+// the dead letter.
+func (s *subscriber[T]) retry(ctx context.Context, ev *Event[T], he *HandlerError) error {
+	for attempt := he.Attempt; ; {
 		if attempt >= s.maxAttempts {
 			s.deadLetter(ctx, ev, he)
 			return he
 		}
 		if s.gate.Load()&gateClosed != 0 {
-			return he // unsubscribed: no more attempts
+			return he // unsubscribed: no more attempts, nothing owed
 		}
 		if !s.pause(ctx, attempt) {
-			if s.bus.aborted.Load() {
-				s.c.undelivered.Add(1)
-			}
+			s.c.undelivered.Add(1) // Close gave up, or the publisher's ctx ended
 			return he
 		}
 		s.c.retries.Add(1)
+		attempt++
+		if he = s.attempt(ctx, ev, attempt, false); he == nil {
+			return nil
+		}
 	}
 }
 
@@ -268,35 +427,31 @@ func (s *subscriber[T]) pause(ctx context.Context, attempt int) bool {
 	return false
 }
 
-// attempt calls the handler once and reports a failure.
-func (s *subscriber[T]) attempt(ctx context.Context, w *worker, ev *Event[T], attempt int) *HandlerError {
-	ticket, watched := w.begin()
+// attempt calls the handler once, timing it if asked, and reports a failure.
+func (s *subscriber[T]) attempt(ctx context.Context, ev *Event[T], n int, timed bool) *HandlerError {
 	var start time.Time
-	sampled := ticket%latencySampling == 0
-	if sampled {
+	if timed {
 		start = time.Now()
 	}
 	stack, err := call(ctx, s.handler, ev)
-	if sampled {
+	if timed {
 		s.latency.Record(time.Since(start))
-	}
-	if watched {
-		w.end()
 	}
 	if err == nil {
 		return nil
 	}
-	he := &HandlerError{
-		Topic: ev.Topic, EventID: ev.ID, Subscriber: s.name, Attempt: attempt,
-		Err: err, Panic: stack != nil, Stack: stack,
-	}
-	s.bus.report(s.Subscription, he)
-	return he
+	return s.failure(ev, n, stack, err)
 }
 
-// latencySampling is how many handler calls share one latency measurement:
-// reading the clock twice costs more than a small handler.
-const latencySampling = 8
+// failure makes, counts and reports the HandlerError of failed attempt n.
+func (s *subscriber[T]) failure(ev *Event[T], n int, stack []byte, err error) *HandlerError {
+	he := &HandlerError{
+		Topic: ev.Topic, EventID: ev.ID, Subscriber: s.name, Attempt: n,
+		Err: err, Panic: stack != nil, Stack: stack,
+	}
+	s.bus.report(s.Subscription, he, n < s.maxAttempts)
+	return he
+}
 
 // deadLetter publishes a DeadLetter for an event whose attempts all failed.
 func (s *subscriber[T]) deadLetter(ctx context.Context, ev *Event[T], he *HandlerError) {
@@ -331,8 +486,9 @@ func call[T any](ctx context.Context, h Handler[T], ev *Event[T]) (stack []byte,
 	return nil, h(ctx, *ev)
 }
 
-// report counts, logs and hands on a failed handler call.
-func (b *Bus) report(s *Subscription, he *HandlerError) {
+// report counts, logs and hands on a failed handler call: at Warn when
+// another attempt follows, at Error when it was the last.
+func (b *Bus) report(s *Subscription, he *HandlerError, retrying bool) {
 	s.c.errors.Add(1)
 	attrs := []slog.Attr{
 		slog.String("topic", he.Topic),
@@ -345,7 +501,11 @@ func (b *Bus) report(s *Subscription, he *HandlerError) {
 		s.c.panics.Add(1)
 		attrs = append(attrs, slog.String("stack", string(he.Stack)))
 	}
-	b.logger.LogAttrs(context.Background(), slog.LevelError, "eventbus: handler failed", attrs...)
+	level, msg := slog.LevelError, "eventbus: handler failed"
+	if retrying {
+		level, msg = slog.LevelWarn, "eventbus: handler failed; retrying"
+	}
+	b.logger.LogAttrs(context.Background(), level, msg, attrs...)
 	if b.cfg.errorHandler != nil {
 		b.cfg.errorHandler(he)
 	}
@@ -353,20 +513,23 @@ func (b *Bus) report(s *Subscription, he *HandlerError) {
 
 // waiter collects the outcome of one PublishWait.
 type waiter struct {
-	pending atomic.Int64 // deliveries to wait for, plus one held by the publisher
-	done    chan struct{}
-	self    *worker // the worker whose handler called PublishWait, or nil
-	mu      sync.Mutex
-	errs    []error
+	pending  atomic.Int64 // deliveries to wait for, plus one held by the publisher
+	done     chan struct{}
+	selfLane *lane // the caller's own lane, if only the caller drains it
+	mu       sync.Mutex
+	errs     []error
 }
 
 func newWaiter(self *worker) *waiter {
-	w := &waiter{done: make(chan struct{}), self: self}
+	w := &waiter{done: make(chan struct{})}
+	if self != nil && self.lane != nil && self.lane.workers == 1 {
+		w.selfLane = self.lane
+	}
 	w.pending.Store(1)
 	return w
 }
 
-func (w *waiter) add() { w.pending.Add(1) }
+func (w *waiter) add(n int) { w.pending.Add(int64(n)) }
 
 func (w *waiter) fail(err error) {
 	w.mu.Lock()

@@ -77,9 +77,12 @@ type SubscriptionStats struct {
 	LatencyP99   time.Duration
 }
 
-// counters are a subscription's; each is incremented with one atomic add.
+// counters are a subscription's counts of rarer things, each incremented
+// with an atomic add; dispatched and delivered come from the gate (Sync) or
+// the workers (asynchronous), and are unused here.
 type counters struct {
 	dispatched, delivered, errors, panics, retries, dropped, deadLettered, undelivered atomic.Uint64
+	failed                                                                             atomic.Uint64 // Sync deliveries that did not succeed
 }
 
 // tally is a plain copy of counters, for sums.
@@ -100,18 +103,6 @@ func (c *counters) load() tally {
 	}
 }
 
-// fold adds a retired subscription's final counts.
-func (c *counters) fold(t tally) {
-	c.dispatched.Add(t.dispatched)
-	c.delivered.Add(t.delivered)
-	c.errors.Add(t.errors)
-	c.panics.Add(t.panics)
-	c.retries.Add(t.retries)
-	c.dropped.Add(t.dropped)
-	c.deadLettered.Add(t.deadLettered)
-	c.undelivered.Add(t.undelivered)
-}
-
 func (t *tally) add(u tally) {
 	t.dispatched += u.dispatched
 	t.delivered += u.delivered
@@ -127,9 +118,23 @@ func (s SubscriptionStats) tally() tally {
 	return tally{s.Dispatched, s.Delivered, s.Errors, s.Panics, s.Retries, s.Dropped, s.DeadLettered, s.Undelivered}
 }
 
-// retiredStats hold what the unsubscribed subscriptions of a topic counted.
+// retiredStats hold what the unsubscribed subscriptions of a topic counted:
+// the folded sum, and those still finishing a delivery.
 type retiredStats struct {
-	mu      sync.Mutex
-	c       counters
-	latency hist.Snapshot
+	mu       sync.Mutex
+	sum      tally
+	latency  hist.Snapshot
+	retiring map[*Subscription]struct{}
+}
+
+// load returns the retired counts and latencies, the retiring included.
+func (r *retiredStats) load() (tally, hist.Snapshot) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, lat := r.sum, r.latency
+	for s := range r.retiring {
+		t.add(s.load())
+		lat.Add(s.latency.Snapshot())
+	}
+	return t, lat
 }

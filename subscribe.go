@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/quantumtrader/eventbus/internal/hist"
-	"github.com/quantumtrader/eventbus/internal/queue"
 )
 
 // Subscription is one handler's registration on a topic (or, from
@@ -31,71 +30,48 @@ type Subscription struct {
 	c           counters
 	latency     hist.Histogram
 
-	lanes    []*lane // the buffers and workers of an asynchronous subscription
-	syncSlot worker  // the stall-watching slot of a Sync one
-	running  atomic.Int32
-	done     chan struct{} // closed when the last worker has exited
-	gone     chan struct{} // closed by Unsubscribe: retry waits end
+	lanes   []*lane // the buffers and workers of an asynchronous subscription
+	running atomic.Int32
+	done    chan struct{} // closed when the last worker has exited
+	gone    chan struct{} // closed by Unsubscribe: retry waits end
 
-	// gate orders deliveries against Unsubscribe. Bit 0 is set by
-	// Unsubscribe; each delivery adds entering while it checks that bit and
-	// then trades it for running until its handler returns. Unsubscribe waits
-	// only for the entering ones, so it never waits for a handler (it may be
-	// called from that handler), yet none starts after it returns.
+	// gate orders deliveries against Unsubscribe, and counts the calls of a
+	// Sync subscription. Unsubscribe sets gateClosed; every delivery loads
+	// the gate first and does not start if it is set: a delivery that saw it
+	// clear started before Unsubscribe returned, none starts after.
+	// Unsubscribe never waits for a handler, so a handler may unsubscribe
+	// itself. A Sync call adds gateDone when it returns; retire sets
+	// gateFolded when it moves the counts into the topic's, and a call that
+	// finishes later sees the bit and moves its own count.
 	gate   atomic.Int64
 	folded atomic.Bool // the counters moved into the topic's retired sum
 
 	unsubscribe sync.Once
-	typed       typedSub // the generic half: queues and list membership
+	typed       typedSub // the generic half: rings and list membership
 }
 
 const (
-	gateClosed   = 1
-	gateEntering = 1 << 1
-	gateRunning  = 1 << 24
+	gateClosed = 1
+	gateFolded = 1 << 1
+	gateDone   = 1 << 2
 )
 
 // typedSub is what a Subscription needs from its generic subscriber[T].
 type typedSub interface {
 	detach()                  // leave the topic's list: nothing more is queued
 	closeQueue()              // no more events; the workers drain and exit
-	discard(undelivered bool) // empty the queues, resolving their waiters
-	queueLen() (n, cap, hw int)
-}
-
-// enter reports whether a delivery may start; if it returns true the caller
-// must call leave when the delivery is over.
-func (s *Subscription) enter() bool {
-	if s.gate.Add(gateEntering)&gateClosed != 0 {
-		s.gate.Add(-gateEntering)
-		return false
-	}
-	s.gate.Add(gateRunning - gateEntering)
-	return true
-}
-
-func (s *Subscription) leave() {
-	if s.gate.Add(-gateRunning) == gateClosed {
-		s.retire()
-	}
+	discard(undelivered bool) // take back what waits, settling waiters
 }
 
 // exit is called by each worker goroutine as it returns.
-func (s *Subscription) exit() {
+func (s *Subscription) exit(w *worker) {
+	w.flush()
 	if s.running.Add(-1) == 0 {
 		close(s.done)
+		if s.gate.Load()&gateClosed != 0 {
+			s.retire()
+		}
 	}
-}
-
-func (s *Subscription) allWorkers() []*worker {
-	if s.sync {
-		return []*worker{&s.syncSlot}
-	}
-	var ws []*worker
-	for _, l := range s.lanes {
-		ws = append(ws, l.workers...)
-	}
-	return ws
 }
 
 // Unsubscribe removes the subscription. Events still in its buffer are
@@ -108,29 +84,64 @@ func (s *Subscription) Unsubscribe() error {
 		s.typed.detach()
 		s.gate.Add(gateClosed)
 		close(s.gone)
-		for s.gate.Load()&(gateRunning-gateEntering) != 0 {
-			runtime.Gosched() // a delivery is between its check and its start: a few instructions
-		}
+		r := s.bus.retired(s.topic)
+		r.mu.Lock()
+		r.retiring[s] = struct{}{}
+		r.mu.Unlock()
 		s.typed.discard(false)
 		s.bus.forget(s)
-		if s.gate.Load() == gateClosed {
+		if s.sync || s.running.Load() == 0 {
 			s.retire()
 		}
 	})
 	return nil
 }
 
-// retire moves the counters of an unsubscribed subscription, whose last
-// delivery has finished, into its topic's totals; it runs once.
+// retire moves the counts of an unsubscribed subscription into its topic's
+// totals, once: an asynchronous one when its last worker has exited, a Sync
+// one at once (retireLate adds the calls that finish afterwards).
 func (s *Subscription) retire() {
-	if s.folded.CompareAndSwap(false, true) {
-		r := s.bus.retired(s.topic)
-		r.c.fold(s.c.load())
-		lat := s.latency.Snapshot()
-		r.mu.Lock()
-		r.latency.Add(lat)
-		r.mu.Unlock()
+	if !s.folded.CompareAndSwap(false, true) {
+		return
 	}
+	if s.sync {
+		s.gate.Or(gateFolded) // from here on, calls that finish count themselves
+	}
+	r := s.bus.retired(s.topic)
+	t, lat := s.load(), s.latency.Snapshot()
+	r.mu.Lock()
+	r.sum.add(t)
+	r.latency.Add(lat)
+	delete(r.retiring, s)
+	r.mu.Unlock()
+}
+
+// retireLate adds a Sync call that finished after retire to the totals.
+func (s *Subscription) retireLate(err error) {
+	r := s.bus.retired(s.topic)
+	r.mu.Lock()
+	r.sum.dispatched++
+	if err == nil {
+		r.sum.delivered++
+	}
+	r.mu.Unlock()
+}
+
+// load reads the subscription's counts.
+func (s *Subscription) load() tally {
+	t := s.c.load()
+	if s.sync {
+		done := uint64(s.gate.Load()) / gateDone
+		t.dispatched, t.delivered = done, done-min(done, s.c.failed.Load())
+		return t
+	}
+	for _, l := range s.lanes {
+		for _, w := range l.ws {
+			t.dispatched += w.pub.dispatched.Load()
+			t.delivered += w.pub.delivered.Load()
+		}
+	}
+	return t
 }
 
 // Name returns the subscription's name (see the Name option).
@@ -141,18 +152,23 @@ func (s *Subscription) Topic() string { return s.topic }
 
 // Stats returns a snapshot of the subscription's counters.
 func (s *Subscription) Stats() SubscriptionStats {
-	t := s.c.load()
-	n, c, hw := s.typed.queueLen()
+	t := s.load()
 	lat := s.latency.Snapshot()
-	return SubscriptionStats{
+	st := SubscriptionStats{
 		Name: s.name, Topic: s.topic, Where: s.where,
 		Sync: s.sync, Concurrency: s.concurrency, Policy: s.policy,
 		Dispatched: t.dispatched, Delivered: t.delivered, Errors: t.errors,
 		Panics: t.panics, Retries: t.retries, Dropped: t.dropped,
 		DeadLettered: t.deadLettered, Undelivered: t.undelivered,
-		QueueLen: n, QueueCap: c, HighWater: hw,
 		LatencyP50: lat.Quantile(0.50), LatencyP99: lat.Quantile(0.99),
 	}
+	for _, l := range s.lanes {
+		if l.length != nil {
+			n, c, hw := l.length()
+			st.QueueLen, st.QueueCap, st.HighWater = st.QueueLen+n, st.QueueCap+c, st.HighWater+hw
+		}
+	}
+	return st
 }
 
 func (s *Subscription) String() string {
@@ -177,7 +193,7 @@ func SubscribeAll(b *Bus, h Handler[any], opts ...SubOption) (*Subscription, err
 	if err != nil {
 		return nil, err
 	}
-	s.list, s.listMu = &b.all, &b.mu
+	s.list, s.listMu, s.prodMu = &b.all, &b.mu, &sync.Mutex{}
 	err = attach(b, s, func() []Event[any] {
 		// Under b.mu. For Replay, every topic's lock is held while the
 		// subscription joins, so each topic's latest event is taken
@@ -211,20 +227,17 @@ func SubscribeAll(b *Bus, h Handler[any], opts ...SubOption) (*Subscription, err
 	return s.Subscription, nil
 }
 
-// replayLocked queues the replayed events of a new asynchronous subscription
-// while the caller holds the locks that make it atomic, or returns them for
-// a Sync one to be delivered once the locks are released.
+// replayLocked hands the replayed events to a new subscription while the
+// caller holds the locks that make it atomic: an asynchronous one gets them
+// before anything from its ring; a Sync one gets them back, to deliver once
+// the locks are released.
 func (s *subscriber[T]) replayLocked(evs []Event[T]) []Event[T] {
 	if s.sync {
 		return evs
 	}
 	for i := range evs {
-		q := s.qs[s.laneOf(&evs[i])]
-		if r, _ := q.Reserve(queue.DropNewest); r != queue.Reserved {
-			s.c.dropped.Add(1) // more topics to replay than room in the buffer
-			continue
-		}
-		q.Commit(item[T]{ev: evs[i]})
+		l := s.laneOf(&evs[i])
+		l.replay = append(l.replay, item[T]{ev: evs[i]})
 	}
 	return nil
 }

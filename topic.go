@@ -13,42 +13,47 @@ import (
 
 	"github.com/quantumtrader/eventbus/internal/clock"
 	"github.com/quantumtrader/eventbus/internal/idgen"
-	"github.com/quantumtrader/eventbus/internal/queue"
+	"github.com/quantumtrader/eventbus/internal/ring"
 )
 
 // Topic is a named stream of events whose payloads have type T. Get one with
 // NewTopic or MustTopic; its methods are safe for concurrent use.
 type Topic[T any] struct {
 	topicCore
-	ids      *idgen.Source
 	validate func(*T) error // nil unless T has a Validate() error method
 	subs     atomic.Pointer[subList[T]]
 
-	// mu serialises the queueing of events, so every subscription sees the
-	// events of concurrent publishers in the same order, a Reject is all or
-	// nothing, and Replay takes the latest event atomically with the
-	// subscription. Handlers never run under it.
+	// mu is the producer lock of the topic's rings. Holding it, a publisher
+	// stamps the event's ID, checks every subscription has room, and writes
+	// the event, so every subscription sees the events of concurrent
+	// publishers in the same order, a Reject is all or nothing, and Replay
+	// takes the latest event atomically with the subscription. Handlers
+	// never run under it.
 	mu        sync.Mutex
+	ids       *idgen.Source
+	ring      *ring.Ring[item[T]] // shared by the lanes that can share; nil until the first
+	closed    bool                // Close has begun: only internal publishes pass
 	latest    Event[T]
 	hasLatest bool
+	published uint64
+	noSubs    uint64
 }
 
 // topicCore is the part of a topic the Bus handles without knowing T.
 type topicCore struct {
-	bus       *Bus
-	name      string
-	typ       reflect.Type
-	inflight  atomic.Int64 // publishes under way, for Close
-	published atomic.Uint64
-	noSubs    atomic.Uint64
-	retired   retiredStats // what its unsubscribed subscriptions counted
+	bus      *Bus
+	name     string
+	typ      reflect.Type
+	inflight atomic.Int64 // publishes running Sync handlers, for Close
+	retired  retiredStats // what its unsubscribed subscriptions counted
 }
 
 // topicEntry is a registered topic of any payload type.
 type topicEntry interface {
 	core() *topicCore
 	stats() TopicStats
-	discardAll() // Close past its deadline: give up every queued event
+	shut()      // Close: no more publishes but internal ones
+	closeRing() // Close: the shared ring's workers drain and exit
 	lock()
 	unlock()
 	latestLocked() (Event[any], bool)
@@ -74,9 +79,10 @@ func NewTopic[T any](b *Bus, name string) (*Topic[T], error) {
 		return nil, fmt.Errorf("%w: %q carries %v, not %v", ErrTopicType, name, e.core().typ, reflect.TypeFor[T]())
 	}
 	t := &Topic[T]{
-		topicCore: topicCore{bus: b, name: name, typ: reflect.TypeFor[T]()},
+		topicCore: topicCore{bus: b, name: name, typ: reflect.TypeFor[T](), retired: retiredStats{retiring: map[*Subscription]struct{}{}}},
 		ids:       b.ids.Derive(uint64(len(b.order))),
 		validate:  validatorOf[T](),
+		closed:    b.closed.Load(),
 	}
 	b.topics[name] = t
 	b.order = append(b.order, t)
@@ -129,23 +135,31 @@ func (t *Topic[T]) publishEvent(ctx context.Context, ev *Event[T]) error {
 // publish is Publish and PublishEvent; internal publishes (dead letters) are
 // still accepted while Close drains the bus.
 func (t *Topic[T]) publish(ctx context.Context, ev *Event[T], internal bool) error {
-	subs, all, err := t.accept(ctx, ev, nil, internal)
+	subs, all, n, err := t.accept(ctx, ev, nil, internal)
 	if err != nil {
 		return err
 	}
-	if subs != nil {
-		for _, s := range subs.sync {
-			_ = s.deliverSync(ctx, ev) // failures are reported by deliver
-		}
+	if !hasSync(subs, all) {
+		return nil
 	}
+	publishSync(ctx, syncOf(subs), ev, sampled(n))
 	if all != nil && len(all.sync) > 0 {
 		anyEv := boxed(ev)
-		for _, s := range all.sync {
-			_ = s.deliverSync(ctx, &anyEv)
-		}
+		publishSync(ctx, all.sync, &anyEv, sampled(n))
 	}
 	t.leave()
 	return nil
+}
+
+func syncOf[T any](l *subList[T]) []*subscriber[T] {
+	if l == nil {
+		return nil
+	}
+	return l.sync
+}
+
+func hasSync[T any](subs *subList[T], all *subList[any]) bool {
+	return subs != nil && len(subs.sync) > 0 || all != nil && len(all.sync) > 0
 }
 
 // PublishWait publishes payload like Publish and then waits until every
@@ -163,14 +177,14 @@ func (t *Topic[T]) publish(ctx context.Context, ev *Event[T], internal bool) err
 func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 	ev := Event[T]{Payload: payload}
 	w := newWaiter(callerWorker(ctx))
-	subs, all, err := t.accept(ctx, &ev, w, false)
+	subs, all, _, err := t.accept(ctx, &ev, w, false)
 	if err != nil {
 		return err
 	}
-	var g errgroup.Group
-	g.SetLimit(t.bus.cfg.workers)
-	if subs != nil {
-		for _, s := range subs.sync {
+	if hasSync(subs, all) {
+		var g errgroup.Group
+		g.SetLimit(t.bus.cfg.workers)
+		for _, s := range syncOf(subs) {
 			g.Go(func() error {
 				if err := s.deliverSync(ctx, &ev); err != nil {
 					w.fail(err)
@@ -178,20 +192,20 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 				return nil
 			})
 		}
-	}
-	if all != nil && len(all.sync) > 0 {
-		anyEv := boxed(&ev)
-		for _, s := range all.sync {
-			g.Go(func() error {
-				if err := s.deliverSync(ctx, &anyEv); err != nil {
-					w.fail(err)
-				}
-				return nil
-			})
+		if all != nil && len(all.sync) > 0 {
+			anyEv := boxed(&ev)
+			for _, s := range all.sync {
+				g.Go(func() error {
+					if err := s.deliverSync(ctx, &anyEv); err != nil {
+						w.fail(err)
+					}
+					return nil
+				})
+			}
 		}
+		_ = g.Wait() // the goroutines return nil; errors go to w
+		t.leave()
 	}
-	_ = g.Wait() // the goroutines return nil; errors go to w
-	t.leave()
 	w.finish(nil) // the publisher's own hold
 	select {
 	case <-w.done:
@@ -201,27 +215,25 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 	}
 }
 
-// accept validates and stamps ev and queues it for every asynchronous
-// subscription. On success the caller runs the Sync handlers of the returned
-// lists and then calls t.leave.
-func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], w *waiter, internal bool) (*subList[T], *subList[any], error) {
+// accept validates and stamps ev and writes it for every asynchronous
+// subscription. On success, if there are Sync subscriptions, the caller runs
+// their handlers and then calls t.leave; n is the event's number on the topic.
+func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], w *waiter, internal bool) (subs *subList[T], all *subList[any], n uint64, err error) {
 	if t.validate != nil {
 		// Validate a copy: the address of ev itself must not reach an
 		// unknown function, or every event would be allocated on the heap.
 		p := ev.Payload
 		if err := t.validate(&p); err != nil {
-			return nil, nil, &ValidationError{Topic: t.name, Err: err}
+			return nil, nil, 0, &ValidationError{Topic: t.name, Err: err}
 		}
 	}
-	if !t.enter(internal) {
-		return nil, nil, ErrClosed
-	}
 	ev.Topic = t.name
+	var ms int64
 	if ev.Time.IsZero() {
-		ev.Time = clock.Now()
-	}
-	if ev.ID.IsZero() {
-		ev.ID = t.ids.Next(ev.Time.UnixMilli())
+		ns := clock.UnixNano() // before locking: the clock is the slowest step
+		ev.Time, ms = time.Unix(0, ns).UTC(), ns/1e6
+	} else {
+		ms = ev.Time.UnixMilli()
 	}
 	var stalled *time.Timer
 	defer func() {
@@ -231,24 +243,34 @@ func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], w *waiter, internal
 	}()
 	for {
 		t.mu.Lock()
-		subs, all := t.subs.Load(), t.bus.all.Load()
-		blocker, wait, err := enqueue(subs, all, ev, w)
+		if t.closed && !internal {
+			t.mu.Unlock()
+			return nil, nil, 0, ErrClosed
+		}
+		if ev.ID.IsZero() {
+			ev.ID = t.ids.Next(ms)
+		}
+		subs, all = t.subs.Load(), t.bus.all.Load()
+		blocker, wait, err := t.offer(subs, all, ev, w)
 		if blocker == nil && err == nil {
 			t.latest, t.hasLatest = *ev, true
-			t.mu.Unlock()
-			t.published.Add(1)
+			t.published++
+			n = t.published
 			if subs.empty() && all.empty() {
-				t.noSubs.Add(1)
+				t.noSubs++
 			}
-			return subs, all, nil
+			if hasSync(subs, all) {
+				t.inflight.Add(1) // Close waits for the Sync handlers
+			}
+			t.mu.Unlock()
+			return subs, all, n, nil
 		}
 		t.mu.Unlock()
 		if err == nil {
 			err = t.wait(ctx, blocker, wait, internal, &stalled)
 		}
 		if err != nil {
-			t.leave()
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 	}
 }
@@ -286,11 +308,21 @@ func (t *Topic[T]) wait(ctx context.Context, blocker *lane, room <-chan struct{}
 	}
 }
 
-// enqueue queues ev for every asynchronous subscription, or for none: it
-// first reserves a place in each buffer, and if one keeps the publisher out
-// it cancels the others and returns that lane, with the channel to wait on
-// (Block) or the error (Reject).
-func enqueue[T any](subs *subList[T], all *subList[any], ev *Event[T], w *waiter) (*lane, <-chan struct{}, error) {
+// verdict is what the publisher decided for one subscription's lane.
+type verdict uint8
+
+const (
+	take   verdict = iota // the lane has room
+	drop                  // full, DropNewest: the lane skips the event
+	evict                 // full, DropOldest: the oldest waiting event makes room
+	closed                // the lane has left its ring
+)
+
+// offer writes ev for every asynchronous subscription, or for none: it first
+// checks each lane, and if one keeps the publisher out it returns that lane
+// with the channel to wait on (Block) or the error (Reject). The caller holds
+// t.mu; offer takes and releases the locks of SubscribeAll rings.
+func (t *Topic[T]) offer(subs *subList[T], all *subList[any], ev *Event[T], w *waiter) (*lane, <-chan struct{}, error) {
 	var tl []*subscriber[T]
 	if subs != nil {
 		tl = subs.async
@@ -299,82 +331,122 @@ func enqueue[T any](subs *subList[T], all *subList[any], ev *Event[T], w *waiter
 	if all != nil {
 		al = all.async
 	}
+	if len(tl) == 0 && len(al) == 0 {
+		return nil, nil, nil
+	}
+	for _, s := range al {
+		s.prodMu.Lock()
+	}
+	blocker, wait, err := t.offerLocked(tl, al, ev, w)
+	for _, s := range al {
+		s.prodMu.Unlock()
+	}
+	return blocker, wait, err
+}
+
+// offerLocked is offer with the SubscribeAll rings locked.
+func (t *Topic[T]) offerLocked(tl []*subscriber[T], al []*subscriber[any], ev *Event[T], w *waiter) (*lane, <-chan struct{}, error) {
+	var buf [32]verdict
+	vs := buf[:0]
 	var anyEv Event[any]
 	if len(al) > 0 {
 		anyEv = boxed(ev)
 	}
-	var buf [32]slot
-	res, blocker, wait := reserve(tl, ev, buf[:0])
-	n := len(res)
+	vs, blocker, wait := check(tl, ev, vs)
 	if blocker == nil {
-		res, blocker, wait = reserve(al, &anyEv, res)
+		vs, blocker, wait = check(al, &anyEv, vs)
 	}
 	if blocker != nil {
-		cancelReserved(tl, res[:n])
-		cancelReserved(al, res[n:])
 		if blocker.sub.policy == Reject {
 			return blocker, nil, fmt.Errorf("%w: %s, publish to %s rejected", ErrQueueFull, blocker, ev.Topic)
 		}
 		return blocker, wait, nil
 	}
-	commit(tl, res[:n], ev, w)
-	commit(al, res[n:], &anyEv, w)
+	n := len(tl)
+	if w != nil {
+		w.add(owed(tl, vs[:n], ev, w) + owed(al, vs[n:], &anyEv, w))
+	}
+	// One write to the topic's ring serves all its shared lanes.
+	if t.ring != nil && sharesRing(tl, vs[:n]) {
+		t.ring.Put(&item[T]{ev: *ev, w: w})
+	}
+	write(tl, vs[:n], ev, w)
+	write(al, vs[n:], &anyEv, w)
 	return nil, nil, nil
 }
 
-// slot is the outcome of one reservation.
-type slot struct {
-	r    queue.Result
-	lane int
-}
-
-func reserve[T any](subs []*subscriber[T], ev *Event[T], res []slot) ([]slot, *lane, <-chan struct{}) {
+// check decides, lane by lane, whether ev can be written; it stops at the
+// first lane that keeps the publisher out.
+func check[T any](subs []*subscriber[T], ev *Event[T], vs []verdict) ([]verdict, *lane, <-chan struct{}) {
 	for _, s := range subs {
-		li := s.laneOf(ev)
-		r, wait := s.qs[li].Reserve(s.qpolicy)
-		if r == queue.Full {
-			return res, s.lanes[li], wait
+		l := s.laneOf(ev)
+		switch {
+		case l.group == nil || s.gate.Load()&gateClosed != 0:
+			vs = append(vs, closed)
+		case l.group.Room():
+			vs = append(vs, take)
+		case s.policy == DropNewest:
+			vs = append(vs, drop)
+		case s.policy == DropOldest:
+			vs = append(vs, evict)
+		case s.policy == Reject:
+			return vs, l.lane, nil
+		default:
+			return vs, l.lane, l.group.WaitRoom()
 		}
-		res = append(res, slot{r, li})
 	}
-	return res, nil, nil
+	return vs, nil, nil
 }
 
-func cancelReserved[T any](subs []*subscriber[T], res []slot) {
-	for i, r := range res {
-		if r.r == queue.Reserved {
-			subs[i].qs[r.lane].Cancel()
-		}
-	}
-}
-
-func commit[T any](subs []*subscriber[T], res []slot, ev *Event[T], w *waiter) {
+// owed counts the deliveries a PublishWait waits for, and records the ones
+// it cannot have.
+func owed[T any](subs []*subscriber[T], vs []verdict, ev *Event[T], w *waiter) int {
+	n := 0
 	for i, s := range subs {
-		switch res[i].r {
-		case queue.Reserved:
-			iw := w
-			if w != nil && w.self != nil && w.self.lane == s.lanes[res[i].lane] && len(w.self.lane.workers) == 1 {
-				iw = nil
-				w.fail(fmt.Errorf("%w: PublishWait from the handler of %s cannot wait for it; the event is queued for it", ErrDeadlock, w.self.lane))
+		switch vs[i] {
+		case take, evict:
+			if l := s.laneOf(ev); l.lane == w.selfLane {
+				w.fail(fmt.Errorf("%w: PublishWait from the handler of %s cannot wait for it; the event is queued for it", ErrDeadlock, l.lane))
+			} else {
+				n++
 			}
-			if iw != nil {
-				iw.add()
-			}
-			old, out := s.qs[res[i].lane].Commit(item[T]{ev: *ev, w: iw})
-			switch out {
-			case queue.Evicted:
+		case drop:
+			w.fail(dropError(s.Subscription, ev))
+		}
+	}
+	return n
+}
+
+func sharesRing[T any](subs []*subscriber[T], vs []verdict) bool {
+	for i, s := range subs {
+		if vs[i] == take && s.lanes[0].shared {
+			return true
+		}
+	}
+	return false
+}
+
+// write puts ev into the private ring of each lane that takes it.
+func write[T any](subs []*subscriber[T], vs []verdict, ev *Event[T], w *waiter) {
+	for i, s := range subs {
+		l := s.laneOf(ev)
+		switch vs[i] {
+		case drop:
+			s.c.dropped.Add(1)
+			continue
+		case evict:
+			var old item[T]
+			if l.group.Evict(&old) {
 				s.c.dropped.Add(1)
-				if old.w != nil {
+				if old.w != nil && old.w.selfLane != l.lane {
 					old.w.finish(dropError(s.Subscription, &old.ev))
 				}
-			case queue.Refused: // unsubscribed or abandoned since the reservation
-				s.abandon(&old, s.bus.aborted.Load())
 			}
-		case queue.Dropped:
-			s.c.dropped.Add(1)
-			if w != nil {
-				w.fail(dropError(s.Subscription, ev))
-			}
+		case closed:
+			continue
+		}
+		if !l.shared {
+			l.ring.Put(&item[T]{ev: *ev, w: w})
 		}
 	}
 }
@@ -406,10 +478,11 @@ func (t *Topic[T]) Subscribe(h Handler[T], opts ...SubOption) (*Subscription, er
 	if err != nil {
 		return nil, err
 	}
-	s.list, s.listMu = &t.subs, &t.mu
+	s.list, s.listMu, s.prodMu = &t.subs, &t.mu, &t.mu
 	err = attach(t.bus, s, func() []Event[T] {
 		t.mu.Lock()
 		defer t.mu.Unlock()
+		s.joinShared(t.sharedRing)
 		t.subs.Store(t.subs.Load().with(s))
 		if !s.replay || !t.hasLatest {
 			return nil
@@ -432,16 +505,10 @@ func (t *Topic[T]) Latest() (Event[T], bool) {
 
 // Stats returns a snapshot of the topic's counters and subscriptions.
 func (t *Topic[T]) Stats() TopicStats {
-	ts := TopicStats{
-		Name:          t.name,
-		Type:          t.typ.String(),
-		Published:     t.published.Load(),
-		NoSubscribers: t.noSubs.Load(),
-	}
-	sum := t.retired.c.load()
-	t.retired.mu.Lock()
-	lat := t.retired.latency
-	t.retired.mu.Unlock()
+	t.mu.Lock()
+	ts := TopicStats{Name: t.name, Type: t.typ.String(), Published: t.published, NoSubscribers: t.noSubs}
+	t.mu.Unlock()
+	sum, lat := t.retired.load()
 	t.subs.Load().each(func(s *Subscription) {
 		ss := s.Stats()
 		ts.Subscriptions = append(ts.Subscriptions, ss)
@@ -464,8 +531,27 @@ func (ts *TopicStats) setTally(t tally) {
 
 func (t *Topic[T]) stats() TopicStats { return t.Stats() }
 
-func (t *Topic[T]) discardAll() {
-	t.subs.Load().each(func(s *Subscription) { s.typed.discard(true) })
+// sharedRing returns the topic's shared ring, making it on first use. The
+// caller holds t.mu.
+func (t *Topic[T]) sharedRing() *ring.Ring[item[T]] {
+	if t.ring == nil {
+		t.ring = ring.New[item[T]](t.bus.cfg.queueSize)
+	}
+	return t.ring
+}
+
+func (t *Topic[T]) shut() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+}
+
+func (t *Topic[T]) closeRing() {
+	t.mu.Lock()
+	if t.ring != nil {
+		t.ring.Close()
+	}
+	t.mu.Unlock()
 }
 
 func (t *Topic[T]) lock()   { t.mu.Lock() }
@@ -476,17 +562,6 @@ func (t *Topic[T]) latestLocked() (Event[any], bool) {
 		return Event[any]{}, false
 	}
 	return boxed(&t.latest), true
-}
-
-// enter registers a publish under way, unless the bus is closing (internal
-// publishes are let in until Close has drained the other subscriptions).
-func (c *topicCore) enter(internal bool) bool {
-	c.inflight.Add(1)
-	if !internal && c.bus.closed.Load() {
-		c.leave()
-		return false
-	}
-	return true
 }
 
 func (c *topicCore) leave() {

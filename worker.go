@@ -15,8 +15,12 @@ import (
 type lane struct {
 	sub     *Subscription
 	index   int
-	workers []*worker
-	full    func() bool // a Block publisher would have to wait for room
+	size    int // capacity
+	workers int
+	batch   int
+	ws      []*worker
+	full    func() bool // a Block publisher would have to wait; safe from any goroutine
+	length  func() (n, cap, hw int)
 }
 
 func (l *lane) String() string {
@@ -26,36 +30,31 @@ func (l *lane) String() string {
 	return l.sub.String()
 }
 
-// worker is one goroutine of an asynchronous subscription, or the single
-// stall-watching slot of a Sync one.
+// worker is one goroutine of an asynchronous subscription.
 type worker struct {
 	sub  *Subscription
-	lane *lane // nil for a Sync subscription's slot
+	lane *lane
 
-	// active is the ticket of the handler call under way, 0 when idle; the
-	// stall watcher compares it between two looks.
-	active  atomic.Uint64
-	calls   uint64        // tickets of an asynchronous worker (one goroutine writes it)
-	tickets atomic.Uint64 // tickets of a Sync slot, shared by publishers
+	// Counts of the worker's own goroutine, published to Stats by flush:
+	// every run of events, before a PublishWait is answered, before it parks
+	// and when it exits. An atomic add per event would cost more than the
+	// rest of the delivery.
+	dispatched, delivered uint64
+	pub                   struct{ dispatched, delivered atomic.Uint64 }
+
+	// The ring worker's progress, for the stall watcher.
+	progress func() uint64
+	asleep   func() bool
 
 	// waiting is the full lane this worker's handler is blocked publishing
 	// into, for deadlock detection.
 	waiting atomic.Pointer[lane]
 }
 
-// begin marks a handler call as under way. A Sync slot watches one call at
-// a time; concurrent calls of the same Sync handler go unwatched.
-func (w *worker) begin() (ticket uint64, watched bool) {
-	if w.lane != nil {
-		w.calls++
-		w.active.Store(w.calls)
-		return w.calls, true
-	}
-	t := w.tickets.Add(1)
-	return t, w.active.CompareAndSwap(0, t)
+func (w *worker) flush() {
+	w.pub.dispatched.Store(w.dispatched)
+	w.pub.delivered.Store(w.delivered)
 }
-
-func (w *worker) end() { w.active.Store(0) }
 
 // callerWorker returns the worker whose handler is running in ctx, if any.
 func callerWorker(ctx context.Context) *worker {
@@ -90,7 +89,7 @@ func stuck(l *lane, onPath map[*lane]bool, path *[]*lane) bool {
 	}
 	onPath[l] = true
 	*path = append(*path, l)
-	for _, w := range l.workers {
+	for _, w := range l.ws {
 		next := w.waiting.Load()
 		if next == nil || !stuck(next, onPath, path) {
 			return false // this worker is free, or will be
@@ -101,8 +100,8 @@ func stuck(l *lane, onPath map[*lane]bool, path *[]*lane) bool {
 
 // watchStalls runs in the bus's errgroup from the first subscription until
 // Close, and logs every handler call that runs longer than the stall
-// timeout, once. It reads only the tickets the workers publish, so the
-// delivery path pays no clock reads for it.
+// timeout, once. It reads only progress the workers publish anyway, so the
+// delivery path pays no clock read for it.
 func (b *Bus) watchStalls() {
 	tick := time.NewTicker(max(b.cfg.stallTimeout/4, time.Millisecond))
 	defer tick.Stop()
@@ -118,29 +117,35 @@ func (b *Bus) watchStalls() {
 }
 
 type stall struct {
-	ticket   uint64
-	since    time.Time // when the watcher first saw the call
+	progress uint64
+	since    time.Time // when the watcher first saw this progress
 	reported bool
 }
 
+// scanStalls looks at every worker that is not parked: if its progress has
+// not moved for the stall timeout, a handler is stuck. (A Sync handler runs
+// in its publisher's goroutine; a stuck one shows as a stuck publisher.)
 func (b *Bus) scanStalls(now time.Time, seen map[*worker]stall) map[*worker]stall {
 	next := make(map[*worker]stall, len(seen))
+	look := func(key *worker, s *Subscription, progress uint64) {
+		st, ok := seen[key]
+		if !ok || st.progress != progress {
+			st = stall{progress: progress, since: now}
+		} else if !st.reported && now.Sub(st.since) >= b.cfg.stallTimeout {
+			st.reported = true
+			b.logger.LogAttrs(context.Background(), slog.LevelWarn, "eventbus: handler stalled",
+				slog.String("subscriber", s.name), slog.String("topic", s.topic),
+				slog.String("subscribed_at", s.where), slog.Duration("running_for_at_least", now.Sub(st.since)))
+		}
+		next[key] = st
+	}
 	for _, s := range b.liveList() {
-		for _, w := range s.allWorkers() {
-			ticket := w.active.Load()
-			if ticket == 0 {
-				continue
+		for _, l := range s.lanes {
+			for _, w := range l.ws {
+				if !w.asleep() {
+					look(w, s, w.progress())
+				}
 			}
-			st, ok := seen[w]
-			if !ok || st.ticket != ticket {
-				st = stall{ticket: ticket, since: now}
-			} else if !st.reported && now.Sub(st.since) >= b.cfg.stallTimeout {
-				st.reported = true
-				b.logger.LogAttrs(context.Background(), slog.LevelWarn, "eventbus: handler stalled",
-					slog.String("subscriber", s.name), slog.String("topic", s.topic),
-					slog.String("subscribed_at", s.where), slog.Duration("running_for_at_least", now.Sub(st.since)))
-			}
-			next[w] = st
 		}
 	}
 	return next

@@ -37,11 +37,16 @@ func resync() *anchor {
 // It is safe for concurrent use and does not allocate except once per
 // ResyncInterval.
 func Now() time.Time {
+	return time.Unix(0, UnixNano()).UTC()
+}
+
+// UnixNano is Now as nanoseconds since the Unix epoch.
+func UnixNano() int64 {
 	a := current.Load()
 	d := time.Since(a.mono)
 	if d < 0 || d >= ResyncInterval {
 		a = resync()
 		d = 0
 	}
-	return time.Unix(0, a.wall+int64(d)).UTC()
+	return a.wall + int64(d)
 }

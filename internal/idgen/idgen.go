@@ -19,15 +19,15 @@ package idgen
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"sync/atomic"
 )
 
 const prefixBits = 42
 
-// Source hands out IDs. The zero value is not usable; call New or Derive.
-// A Source is safe for concurrent use.
+// Source hands out IDs. The zero value is not usable; call Derive. A Source
+// is not safe for concurrent use: its owner (a topic) serialises Next under
+// the lock it publishes with, so an ID costs no atomic instruction.
 type Source struct {
-	counter atomic.Uint32
+	counter uint32
 	prefix  uint64 // low 42 bits used
 }
 
@@ -48,14 +48,13 @@ func NewRoot() Root {
 func (r Root) Derive(n uint64) *Source {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
-	s := &Source{prefix: (r.prefix + n) & (1<<prefixBits - 1)}
-	s.counter.Store(binary.LittleEndian.Uint32(b[:]))
-	return s
+	return &Source{prefix: (r.prefix + n) & (1<<prefixBits - 1), counter: binary.LittleEndian.Uint32(b[:])}
 }
 
 // Next returns a new ID stamped with the given Unix time in milliseconds.
 func (s *Source) Next(unixMilli int64) [16]byte {
-	c := uint64(s.counter.Add(1))
+	s.counter++
+	c := uint64(s.counter)
 	var id [16]byte
 	hi := uint64(unixMilli)<<16 | 0x7<<12 | c>>20&0xfff
 	lo := 0b10<<62 | (c&0xfffff)<<prefixBits | s.prefix

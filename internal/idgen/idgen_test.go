@@ -26,7 +26,7 @@ func TestNextIsUniqueAndSortedWithinAMillisecond(t *testing.T) {
 	seen := make(map[[16]byte]bool)
 	for n := range uint64(4) {
 		s := root.Derive(n)
-		s.counter.Store(0) // sortable unless the counter wraps mid-millisecond
+		s.counter = 0 // sortable unless the counter wraps mid-millisecond
 		var prev [16]byte
 		for i := range 10000 {
 			id := s.Next(42)

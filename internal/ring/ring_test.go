@@ -1,0 +1,242 @@
+package ring
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// produce puts n values, waiting for room for every group like a Block
+// publisher; mu is the producer lock.
+func produce(r *Ring[int], mu *sync.Mutex, from, n int) {
+	for v := from; v < from+n; v++ {
+		for {
+			mu.Lock()
+			var full *Group[int]
+			for _, g := range r.groups {
+				if !g.Room() {
+					full = g
+				}
+			}
+			if full == nil {
+				r.Put(&v)
+				mu.Unlock()
+				break
+			}
+			wait := full.WaitRoom()
+			mu.Unlock()
+			<-wait
+		}
+	}
+}
+
+// consume reads from a worker until Done and returns what it got.
+func consume(w *Worker[int]) []int {
+	var got []int
+	for {
+		v, st := w.Next()
+		switch st {
+		case Done:
+			return got
+		case Got:
+			got = append(got, *v)
+		}
+	}
+}
+
+func TestEveryGroupReadsEveryEventInOrder(t *testing.T) {
+	const n = 100_000
+	r := New[int](64)
+	var mu sync.Mutex
+	mu.Lock()
+	groups := []*Group[int]{r.Add(64, 1, 16), r.Add(8, 1, 1), r.Add(32, 1, 64)}
+	mu.Unlock()
+	results := make([][]int, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Go(func() { results[i] = consume(g.Workers()[0]) })
+	}
+	produce(r, &mu, 0, n)
+	mu.Lock()
+	r.Close()
+	mu.Unlock()
+	wg.Wait()
+
+	for i, got := range results {
+		require.Len(t, got, n, "group %d", i)
+		for v := range n {
+			if got[v] != v {
+				t.Fatalf("group %d: position %d holds %d", i, v, got[v])
+			}
+		}
+	}
+}
+
+func TestWorkersOfAGroupShareItsEvents(t *testing.T) {
+	const n = 50_000
+	r := New[int](128)
+	var mu sync.Mutex
+	g := r.Add(100, 4, 1)
+	results := make([][]int, 4)
+	var wg sync.WaitGroup
+	for i, w := range g.Workers() {
+		wg.Go(func() { results[i] = consume(w) })
+	}
+	produce(r, &mu, 0, n)
+	mu.Lock()
+	r.Close()
+	mu.Unlock()
+	wg.Wait()
+
+	seen := make([]bool, n)
+	total := 0
+	for _, got := range results {
+		for _, v := range got {
+			require.False(t, seen[v], "value %d handed out twice", v)
+			seen[v] = true
+		}
+		total += len(got)
+	}
+	assert.Equal(t, n, total)
+}
+
+func TestRoomCountsWaitingAndBatchedEvents(t *testing.T) {
+	r := New[int](16)
+	g := r.Add(3, 1, 8)
+	w := g.Workers()[0]
+	for v := range 3 {
+		require.True(t, g.Room(), "event %d", v)
+		r.Put(&v)
+	}
+	assert.False(t, g.Room(), "three waiting fill a capacity of three")
+	assert.Equal(t, 3, g.Len())
+
+	v, st := w.Next() // takes the whole run of three, starts one
+	require.Equal(t, Got, st)
+	assert.Equal(t, 0, *v)
+	assert.Equal(t, 2, g.Len())
+	assert.True(t, g.Room(), "the started event left the buffer")
+	four := 3
+	r.Put(&four)
+	assert.False(t, g.Room(), "two in the run and one in the ring fill it again")
+	assert.Equal(t, 3, g.HighWater())
+}
+
+func TestEvictTakesTheOldest(t *testing.T) {
+	r := New[int](4)
+	g := r.Add(2, 1, 1)
+	for v := range 2 {
+		r.Put(&v)
+	}
+	var old int
+	require.True(t, g.Evict(&old))
+	assert.Equal(t, 0, old)
+	v := 2
+	r.Put(&v)
+	v1, _ := g.Workers()[0].Next()
+	assert.Equal(t, 1, *v1)
+	v2, _ := g.Workers()[0].Next()
+	assert.Equal(t, 2, *v2)
+	assert.False(t, g.Evict(&old), "nothing left")
+}
+
+func TestDiscardAndTakeRunsSettleEverythingOnce(t *testing.T) {
+	r := New[int](16)
+	g := r.Add(10, 1, 4)
+	w := g.Workers()[0]
+	for v := range 7 {
+		r.Put(&v)
+	}
+	first, _ := w.Next() // run [0, 4), 0 started
+	require.Equal(t, 0, *first)
+
+	var discarded []int
+	assert.Equal(t, 3, g.Discard(func(v *int) { discarded = append(discarded, *v) }))
+	assert.Equal(t, []int{4, 5, 6}, discarded, "the ring's part")
+	assert.Equal(t, 3, g.TakeRuns(), "the run's part not yet started")
+
+	var taken []int
+	for range 3 {
+		v, st := w.Next()
+		require.Equal(t, Taken, st)
+		taken = append(taken, *v)
+	}
+	assert.Equal(t, []int{1, 2, 3}, taken)
+	assert.Zero(t, g.Len())
+	r.Close()
+	_, st := w.Next()
+	assert.Equal(t, Done, st)
+}
+
+func TestRemovedGroupStopsAndNoLongerHoldsTheProducer(t *testing.T) {
+	r := New[int](4)
+	stuck := r.Add(4, 1, 1)
+	other := r.Add(4, 1, 4)
+	for v := range 4 {
+		r.Put(&v)
+	}
+	assert.False(t, stuck.Room())
+	stuck.Discard(func(*int) {})
+	r.Remove(stuck)
+	_, st := stuck.Workers()[0].Next()
+	assert.Equal(t, Done, st)
+
+	got := 0
+	for range 4 {
+		_, st := other.Workers()[0].Next()
+		require.Equal(t, Got, st)
+		got++
+	}
+	for v := range 4 { // the ring is free again for the remaining group
+		require.True(t, other.Room())
+		r.Put(&v)
+	}
+	assert.Equal(t, 4, got)
+}
+
+func TestParkedWorkersWakeForPutAndClose(t *testing.T) {
+	r := New[int](8)
+	var mu sync.Mutex
+	g := r.Add(8, 2, 1)
+	results := make([][]int, 2)
+	var wg sync.WaitGroup
+	for i, w := range g.Workers() {
+		wg.Go(func() { results[i] = consume(w) })
+	}
+	for v := range 3 { // slowly: the workers park between events
+		produce(r, &mu, v, 1)
+	}
+	mu.Lock()
+	r.Close()
+	mu.Unlock()
+	wg.Wait()
+	assert.Len(t, append(results[0], results[1]...), 3)
+}
+
+func TestAddRefusesAGroupLargerThanTheRing(t *testing.T) {
+	r := New[int](4)
+	assert.Panics(t, func() { r.Add(5, 1, 1) })
+	assert.Panics(t, func() { r.Add(1, 0, 1) })
+}
+
+func BenchmarkPutNext(b *testing.B) {
+	r := New[int](1024)
+	var mu sync.Mutex
+	g := r.Add(1000, 1, 64)
+	done := make(chan int)
+	go func() { done <- len(consume(g.Workers()[0])) }()
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		produce(r, &mu, n, 1)
+		n++
+	}
+	mu.Lock()
+	r.Close()
+	mu.Unlock()
+	if got := <-done; got != n {
+		b.Fatalf("consumed %d of %d", got, n)
+	}
+}
