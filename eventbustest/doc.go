@@ -24,4 +24,25 @@
 // accepted event has been handled and nothing more will arrive. RecordFunc
 // adds a handler of the test's own, to make chosen deliveries fail or block;
 // RecordAll records every topic through eventbus.SubscribeAll.
+//
+// # Conformance of a backend
+//
+// RunBus is one suite of the semantics of package eventbus that every
+// backend must pass, the in-memory bus and a bus over a broker alike, in the
+// manner of testing/slogtest. A backend's test gives it a function that
+// makes a bus, and the capabilities in which backends legitimately differ;
+// the cases that need a capability the backend lacks are skipped:
+//
+//	func TestNATSBusConforms(t *testing.T) {
+//		eventbustest.RunBus(t, func(t *testing.T) *eventbus.Bus {
+//			tr, err := natsbus.New(connect(t))
+//			require.NoError(t, err)
+//			bus, err := eventbus.New(eventbus.WithTransport(tr))
+//			require.NoError(t, err)
+//			return bus
+//		}, eventbustest.Capabilities{DurableResume: true})
+//	}
+//
+// Every case makes its own bus and topics and closes the bus when it is done;
+// see RunBus for what it expects of newBus.
 package eventbustest
