@@ -22,8 +22,12 @@ import (
 // A Recorder is safe for concurrent use. It records each handler call, so an
 // event that the bus delivers more than once (a retry) is recorded once per
 // attempt. Its Wait methods and AssertPayloads report failures to the test
-// given to Record; like t.Fatalf, the Wait methods must be called from the
-// goroutine running that test.
+// given to Record; the Wait methods call t.Fatalf when their deadline passes,
+// so, like t.Fatalf itself, they belong in the goroutine running the test.
+//
+// Recording costs a mutex and an append per event, and every event stays in
+// memory until the test ends: a Recorder suits tests, not benchmarks or
+// endless streams.
 type Recorder[T any] struct {
 	t     testing.TB
 	topic string // for messages: the topic name, or "*"

@@ -14,16 +14,13 @@ import (
 	"github.com/quantumtrader/eventbus"
 )
 
-// DefaultTimeout is how long RunBus waits for a delivery, or for Close, when
-// Capabilities.Timeout is zero. It is long on purpose: a passing run never
-// waits for it, and a loaded CI machine must not turn a slow delivery into a
-// failure.
-const DefaultTimeout = 10 * time.Second
+// defaultTimeout is long on purpose: a passing run never waits for it, and a
+// loaded CI machine must not turn a slow delivery into a failure.
+const defaultTimeout = 10 * time.Second
 
 // Capabilities tells RunBus what the backend under test can do where
 // backends legitimately differ. A case that needs a capability the backend
-// lacks is skipped, with the reason. The zero value describes a backend with
-// none of them, such as a bus over a broker that keeps no durable state.
+// lacks is skipped, with the reason. The zero value claims none of them.
 type Capabilities struct {
 	// Sync is true if Sync subscriptions exist: their handler runs in the
 	// publisher's goroutine, with the publisher's ctx, before Publish
@@ -41,13 +38,16 @@ type Capabilities struct {
 	DurableResume bool
 
 	// Timeout bounds every wait for a delivery and every Close. Zero means
-	// DefaultTimeout.
+	// 10 seconds; a passing run never waits that long.
 	Timeout time.Duration
 }
 
 // RunBus runs the conformance suite of the eventbus semantics, one subtest
 // per case, against the buses newBus returns. A backend passes it when every
 // case passes or is skipped for a capability caps says the backend lacks.
+// The subtest names state what each case checks, such as "keeps publish
+// order per subscription" or "handles every accepted event before Close
+// returns".
 //
 // Each case calls newBus at its start, works on topics of its own whose
 // names are unique to the run (so a broker that keeps streams between runs
@@ -66,7 +66,7 @@ type Capabilities struct {
 func RunBus(t *testing.T, newBus func(t *testing.T) *eventbus.Bus, caps Capabilities) {
 	t.Helper()
 	if caps.Timeout <= 0 {
-		caps.Timeout = DefaultTimeout
+		caps.Timeout = defaultTimeout
 	}
 	run := runID()
 	for i, c := range cases {
