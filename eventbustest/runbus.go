@@ -94,7 +94,7 @@ type testCase struct {
 	run   func(t *testing.T, h *harness)
 }
 
-// cases is the table RunBus runs; faults.go appends to it.
+// cases is the table RunBus runs.
 var cases = []testCase{
 	{name: "keeps publish order per subscription", run: testOrder},
 	{name: "delivers every event to every subscription", run: testFanOut},
@@ -115,6 +115,9 @@ var cases = []testCase{
 	{name: "runs a Sync handler inline before Publish returns", needs: []need{needSync}, run: testSync},
 	{name: "returns the last published event from Latest", needs: []need{needLatest}, run: testLatest},
 	{name: "resumes a named subscription on a new bus", needs: []need{needDurableResume}, run: testDurableResume},
+	{name: "retries a failing handler up to the Retry limit and counts the event once", run: testRetry},
+	{name: "dead-letters an event whose handler fails every attempt", run: testDeadLetter},
+	{name: "gives a Replay subscription the latest event first", run: testReplay},
 }
 
 // need is a capability a case requires.
