@@ -197,8 +197,9 @@ func (n *Notifier) state() NotifierState {
 }
 
 func (s NotifierState) String() string {
-	return fmt.Sprintf("%d messages posted (%d CRITICAL alerts); the webhook failed %d of %d calls",
-		len(s.Posted), s.Alerts, s.Failures, s.Calls)
+	return fmt.Sprintf("%s posted (%s); the webhook failed %d of %d calls",
+		count(uint64(len(s.Posted)), "message", "messages"), count(uint64(s.Alerts), "CRITICAL alert", "CRITICAL alerts"),
+		s.Failures, s.Calls)
 }
 
 // IncidentLog subscribes to the bus's dead letters: every delivery that
@@ -243,5 +244,5 @@ func (s IncidentState) String() string {
 	if len(s.Incidents) == 0 {
 		return "no dead letters"
 	}
-	return fmt.Sprintf("%d dead letters; last: %s", len(s.Incidents), s.Incidents[len(s.Incidents)-1])
+	return fmt.Sprintf("%s; the last: %s", count(uint64(len(s.Incidents)), "dead letter", "dead letters"), s.Incidents[len(s.Incidents)-1])
 }

@@ -115,6 +115,7 @@ func (c Components) named() []struct {
 // the Risk Guard tightened, and the Executor bought less often.
 type Scenario struct {
 	CrashStart             float64 `json:"crash_start_s"` // market time
+	MarketEnd              float64 `json:"market_end_s"`  // market time of the last tick
 	CrashDepth             float64 `json:"crash_depth"`
 	MaxDrawdown            float64 `json:"max_drawdown"`
 	CriticalAt             float64 `json:"critical_at_s"`  // 0 if never
@@ -128,7 +129,7 @@ type Scenario struct {
 
 func scenarioOf(c Components) Scenario {
 	s := Scenario{
-		CrashStart: c.MarketFeed.CrashStart, CrashDepth: c.MarketFeed.CrashDepth,
+		CrashStart: c.MarketFeed.CrashStart, MarketEnd: c.MarketFeed.MarketTime, CrashDepth: c.MarketFeed.CrashDepth,
 		MaxDrawdown: c.HealthMonitor.MaxDrawdown,
 		CriticalAt:  c.HealthMonitor.CriticalAt, DefensiveAt: c.MSCAI.DefensiveAt,
 		OrchestratorTightened:  c.Orchestrator.SawDefensive,

@@ -235,9 +235,9 @@ func writeSummary(w io.Writer, s Summary) error {
 		how = "interrupted after"
 	}
 	p("")
-	p("Quantum Trader %s %.1fs (seed %d, %s): %s events published, %s delivered, %s retries, %s dead-lettered",
+	p("Quantum Trader %s %.1fs (seed %d, %s): %s events published, %s delivered, %s, %s dead-lettered",
 		how, s.Elapsed, s.Seed, rateText(s.Rate), commas(s.Bus.Published), commas(s.Bus.Delivered),
-		commas(s.Bus.Retries), commas(s.Bus.DeadLettered))
+		count(s.Bus.Retries, "retry", "retries"), commas(s.Bus.DeadLettered))
 	p("")
 	p("%-22s %10s %9s %10s %7s %4s %10s %9s %9s", "TOPIC", "PUBLISHED", "EVENTS/S", "DELIVERED", "RETRIES", "DEAD", "HIGH-WATER", "P50", "P99")
 	for _, t := range s.Topics {
@@ -257,8 +257,8 @@ func writeSummary(w io.Writer, s Summary) error {
 	p("")
 	p("Scenario: %s", scenarioText(s.Scenario))
 	if d := s.Delivery; d.OK {
-		p("Delivery check: PASS, every published event reached every subscriber: %d subscriptions owed %s deliveries; %s handled, %s dead-lettered after %d attempts",
-			d.Subscriptions, commas(d.Expected), commas(d.Delivered), commas(d.DeadLettered), notifierAttempts)
+		p("Delivery check: PASS, every published event reached every subscriber: %d subscriptions owed %s deliveries; %s handled, %s dead-lettered after failing every attempt",
+			d.Subscriptions, commas(d.Expected), commas(d.Delivered), commas(d.DeadLettered))
 	} else {
 		p("Delivery check: FAIL, events were lost:")
 		for _, problem := range d.Problems {
@@ -270,6 +270,9 @@ func writeSummary(w io.Writer, s Summary) error {
 }
 
 func scenarioText(s Scenario) string {
+	if s.MarketEnd < s.CrashStart {
+		return fmt.Sprintf("the market stopped at %.2fs, before the crash due at %.2fs", s.MarketEnd, s.CrashStart)
+	}
 	text := fmt.Sprintf("crash of %.0f%% at %.2fs", 100*s.CrashDepth, s.CrashStart)
 	if s.CriticalAt > 0 {
 		text += fmt.Sprintf(" → health CRITICAL at %.2fs (worst drawdown %.1f%%)", s.CriticalAt, 100*s.MaxDrawdown)
@@ -293,6 +296,14 @@ func commas(n uint64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// count writes n and the noun in the singular or the plural.
+func count(n uint64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return commas(n) + " " + many
 }
 
 // money writes an amount of USDT, rounded to the unit, with separators.
