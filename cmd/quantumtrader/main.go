@@ -163,8 +163,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	elapsed := time.Since(sys.start)
 
 	// Drain even when ctx was cancelled by Ctrl-C: the summary must count
-	// every accepted event.
+	// every accepted event. If settling times out, Close still drains, and
+	// what it refuses shows in the summary.
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	_ = sys.settle(closeCtx)
 	cerr := bus.Close(closeCtx)
 	cancel()
 

@@ -44,6 +44,7 @@ func TestRun(t *testing.T) {
 		assert.Zero(t, sum.Bus.Dropped+sum.Bus.Undelivered)
 		assert.Equal(t, sum.Bus.Dispatched, sum.Delivery.Expected, "the bus dispatched every delivery owed")
 		assert.Equal(t, sum.Bus.Delivered+sum.Bus.DeadLettered, sum.Delivery.Expected)
+		assertOnlyTheWebhookFailed(t, sum)
 	})
 
 	t.Run("every component saw the events it subscribes to", func(t *testing.T) {
@@ -111,6 +112,26 @@ func TestRun(t *testing.T) {
 	})
 }
 
+// assertOnlyTheWebhookFailed checks that the only handler failures were
+// the flaky webhook's, and none a publish refused at the end of the run.
+func assertOnlyTheWebhookFailed(t *testing.T, sum Summary) {
+	t.Helper()
+	assert.Equal(t, uint64(sum.Components.Notifier.Failures), sum.Bus.Errors, "handler failures")
+	for _, incident := range sum.Components.IncidentLog.Incidents {
+		assert.True(t, strings.HasPrefix(incident, "Notifier gave up"), incident)
+	}
+}
+
+// Flat out, the queues are full when the market stops: the reactions
+// still under way (trades, health changes, policies) must run out before
+// Close refuses publishes.
+func TestRunFlatOutSettlesBeforeClosing(t *testing.T) {
+	sum, _ := runJSON(t, t.Context(), "-duration", "300ms", "-rate", "0", "-quiet")
+	assert.True(t, sum.Delivery.OK, "problems: %q", sum.Delivery.Problems)
+	assertOnlyTheWebhookFailed(t, sum)
+	assert.Greater(t, sum.Components.MarketFeed.Ticks, uint64(300*5), "faster than the default rate")
+}
+
 func TestRunPrintsTheSummaryAsText(t *testing.T) {
 	var stdout bytes.Buffer
 	require.NoError(t, run(t.Context(), []string{"-duration", "300ms", "-quiet"}, &stdout, io.Discard))
@@ -132,6 +153,7 @@ func TestRunStopsCleanlyWhenInterrupted(t *testing.T) {
 	assert.Less(t, time.Since(start), 10*time.Second)
 	assert.True(t, sum.Interrupted)
 	assert.True(t, sum.Delivery.OK, "problems: %q", sum.Delivery.Problems)
+	assertOnlyTheWebhookFailed(t, sum)
 	assert.NotZero(t, sum.Bus.Published)
 }
 

@@ -140,6 +140,36 @@ func (s *system) runProducers(ctx context.Context) error {
 	return g.Wait()
 }
 
+// settle waits, once the producers have stopped, until the bus is quiet:
+// no event queued, every delivery begun finished, and nothing published
+// between two such looks. Handlers here publish in reaction to what they
+// handle (a tick may make a trade, a trade a health change, a health
+// change a policy), and Close refuses every publish once it begins, so the
+// chains of reactions must run out first, or their last links would fail
+// with ErrClosed. The bus has no call that waits for this, hence the
+// polling of its statistics.
+func (s *system) settle(ctx context.Context) error {
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	quietAt := ^uint64(0) // Published at the last quiet look
+	for {
+		st := s.bus.Stats()
+		quiet := st.QueueSize == 0 && st.Dispatched == st.Delivered+st.DeadLettered
+		if quiet && st.Published == quietAt {
+			return nil
+		}
+		quietAt = ^uint64(0)
+		if quiet {
+			quietAt = st.Published
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
 // ignoreEnd drops the error a producer gets when the run ends under it.
 func ignoreEnd(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
