@@ -13,18 +13,17 @@ import (
 	"github.com/quantumtrader/eventbus"
 )
 
-// policyParams are the limits of a risk mode.
-type policyParams struct {
+// riskLimits are the limits the MSC AI sets in each risk mode.
+type riskLimits struct {
 	minConfidence float64
 	maxRisk       float64 // of equity, per trade
 	maxPositions  int
-	maxAllowed    int     // strategies allowed to trade, best first; 0 for every live one
-	cashReserve   float64 // of equity, kept out of the market by the Portfolio Balancer
+	maxAllowed    int // strategies allowed to trade, best first; 0 for every live one
 }
 
-var policies = map[eventbus.RiskMode]policyParams{
-	eventbus.RiskModeNormal:    {minConfidence: 0.55, maxRisk: 0.02, maxPositions: 6, cashReserve: 0.10},
-	eventbus.RiskModeDefensive: {minConfidence: 0.70, maxRisk: 0.005, maxPositions: 2, maxAllowed: 1, cashReserve: 0.60},
+var limitsOf = map[eventbus.RiskMode]riskLimits{
+	eventbus.RiskModeNormal:    {minConfidence: 0.55, maxRisk: 0.02, maxPositions: 6},
+	eventbus.RiskModeDefensive: {minConfidence: 0.70, maxRisk: 0.005, maxPositions: 2, maxAllowed: 1},
 }
 
 // MSCAI is the Meta Strategy Controller: it sets the risk policy of the
@@ -126,14 +125,14 @@ func (m *MSCAI) allowedLocked() []string {
 	ids := slices.SortedFunc(maps.Keys(m.live), func(a, b string) int {
 		return cmp.Or(cmp.Compare(m.live[b], m.live[a]), strings.Compare(a, b))
 	})
-	if n := policies[m.mode].maxAllowed; n > 0 && len(ids) > n {
+	if n := limitsOf[m.mode].maxAllowed; n > 0 && len(ids) > n {
 		ids = ids[:n]
 	}
 	return ids
 }
 
 func (m *MSCAI) publishLocked(ctx context.Context, reason, cause string) error {
-	p := policies[m.mode]
+	p := limitsOf[m.mode]
 	m.allowed = m.allowedLocked()
 	policy := eventbus.NewPolicyUpdated(m.mode, m.allowed, p.minConfidence, p.maxRisk, p.maxPositions)
 	md := map[string]string{"reason": reason}
@@ -333,8 +332,8 @@ func (s RiskGuardState) String() string {
 }
 
 // PortfolioBalancer acts on policies: each risk mode keeps a share of the
-// equity in cash, and the Balancer refuses a position that would eat into
-// that reserve. Every change of mode is a rebalance.
+// equity in cash (cashReserve), and the Balancer refuses a position that
+// would eat into that reserve. Every change of mode is a rebalance.
 type PortfolioBalancer struct {
 	policies *eventbus.Topic[eventbus.PolicyUpdated]
 
@@ -343,6 +342,12 @@ type PortfolioBalancer struct {
 	reserve    float64
 	rebalances int
 	refused    uint64
+}
+
+var cashReserve = map[eventbus.RiskMode]float64{
+	eventbus.RiskModeAggressive: 0,
+	eventbus.RiskModeNormal:     0.10,
+	eventbus.RiskModeDefensive:  0.60,
 }
 
 func newPortfolioBalancer(bus *eventbus.Bus) *PortfolioBalancer {
@@ -357,7 +362,7 @@ func (b *PortfolioBalancer) onPolicy(_ context.Context, ev eventbus.Event[eventb
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if mode := ev.Payload.RiskMode; mode != b.mode {
-		b.mode, b.reserve = mode, policies[mode].cashReserve
+		b.mode, b.reserve = mode, cashReserve[mode]
 		b.rebalances++
 	}
 	return nil

@@ -93,8 +93,8 @@ func TestRun(t *testing.T) {
 		assert.Less(t, s.CriticalAt, 0.6, "early enough to see the system run defensive")
 		c := sum.Components
 		assert.Equal(t, eventbus.RiskModeDefensive, c.Orchestrator.Mode)
-		assert.InDelta(t, policies[eventbus.RiskModeDefensive].minConfidence, c.Orchestrator.MinConfidence, 1e-9)
-		assert.Equal(t, policies[eventbus.RiskModeDefensive].maxPositions, c.RiskGuard.MaxPositions)
+		assert.InDelta(t, limitsOf[eventbus.RiskModeDefensive].minConfidence, c.Orchestrator.MinConfidence, 1e-9)
+		assert.Equal(t, limitsOf[eventbus.RiskModeDefensive].maxPositions, c.RiskGuard.MaxPositions)
 		normal, defensive := c.Executor.ByMode[eventbus.RiskModeNormal], c.Executor.ByMode[eventbus.RiskModeDefensive]
 		assert.Less(t, defensive.BuysPerSecond, normal.BuysPerSecond, "the Executor buys less often")
 		assert.Less(t, defensive.AverageNotional, normal.AverageNotional, "and smaller")

@@ -130,11 +130,11 @@ func (g *StrategyGenerator) review() []eventbus.StrategyPromoted {
 		c.reviews++
 		switch c.stage {
 		case eventbus.StrategyLifecycleLive:
-			if c.pnl >= -retireLoss*capital {
+			if c.pnl < -retireLoss*capital {
+				c.strikes++
+			} else {
 				c.strikes = 0
-				continue
 			}
-			c.strikes++
 			if c.strikes >= 2 && live > 1 { // keep one strategy trading
 				live--
 				out = append(out, g.promotionLocked(id, eventbus.StrategyLifecycleRetired,
@@ -162,7 +162,7 @@ func (g *StrategyGenerator) review() []eventbus.StrategyPromoted {
 
 // newLocked makes a strategy in BACKTEST; its first promotion makes it known.
 func (g *StrategyGenerator) newLocked(family string) string {
-	id := fmt.Sprintf("%s_%04x", family, g.rng.Uint32()&0xffff)
+	id := fmt.Sprintf("%s_%02d", family, len(g.ids)+1)
 	g.strategies[id] = &candidate{stage: eventbus.StrategyLifecycleBacktest, entry: 0.8 + 0.6*g.rng.Float64()}
 	g.ids = append(g.ids, id)
 	return id

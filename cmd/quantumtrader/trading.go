@@ -167,7 +167,6 @@ type Executor struct {
 	prices   map[string]float64
 	lots     []lot
 	realized float64
-	orders   uint64
 	buys     uint64
 	sells    uint64
 	at       time.Duration // market time of the last tick
@@ -228,12 +227,11 @@ func (e *Executor) submit(ctx context.Context, o order) error {
 		e.mu.Unlock()
 		return nil
 	}
-	e.orders++
 	e.buys++
 	ms := e.modeStats(mode)
 	ms.buys++
 	ms.notional += size * o.price
-	id := fmt.Sprintf("ORD_%06d", e.orders)
+	id := fmt.Sprintf("ORD_%06d", e.buys)
 	e.lots = append(e.lots, lot{id: id, symbol: o.symbol, strategy: o.strategy, size: size, entry: o.price, opened: e.at})
 	fill := eventbus.NewTradeExecuted(id, o.symbol, eventbus.SideBuy, size, o.price, o.strategy)
 	fill.Model = new(e.ensemble.model())

@@ -77,15 +77,15 @@ func (v *view) run(ctx context.Context, s *system) {
 	if v.mode == viewQuiet {
 		return
 	}
-	every := time.Second
+	interval := time.Second
 	if v.mode == viewTerminal {
-		every = 200 * time.Millisecond
+		interval = 200 * time.Millisecond
 		fmt.Fprint(v.w, "\x1b[?25l")       // hide the cursor while redrawing
 		defer fmt.Fprint(v.w, "\x1b[?25h") // and show it again
 		defer v.logs.release()
 	}
 	v.lastFrame = s.start
-	t := time.NewTicker(every)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
