@@ -22,7 +22,7 @@ type Tick struct {
 	Seq    uint64        `json:"seq"`
 	Symbol string        `json:"symbol"`
 	Price  float64       `json:"price"`
-	At     time.Duration `json:"at"`
+	At     time.Duration `json:"at_ns"`
 }
 
 // TickTopic is the name of the topic of Ticks.
