@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -29,14 +28,18 @@ var limitsOf = map[eventbus.RiskMode]riskLimits{
 // MSCAI is the Meta Strategy Controller: it sets the risk policy of the
 // whole system. It publishes a NORMAL policy at the start, turns DEFENSIVE
 // as soon as a component's health is CRITICAL, and back to NORMAL once it
-// is HEALTHY again. It also follows the strategies' promotions, and its
-// periodic review republishes the policy when the strategies allowed to
-// trade change. Each policy event carries the reason, and the id of the
-// event that caused it, in its Metadata.
+// is HEALTHY again. NORMAL allows every live strategy to trade; DEFENSIVE
+// only the one with the best realised PnL when it turned defensive, which
+// it keeps while that strategy is live. It follows the promotions and the
+// trades to know which strategies are live and how they do, and its
+// periodic review republishes the policy when the strategies allowed
+// change. Each policy event carries the reason, and the id of the event
+// that caused it, in its Metadata.
 type MSCAI struct {
 	policies   *eventbus.Topic[eventbus.PolicyUpdated]
 	health     *eventbus.Topic[eventbus.HealthStatusChanged]
 	promotions *eventbus.Topic[eventbus.StrategyPromoted]
+	trades     *eventbus.Topic[eventbus.TradeExecuted]
 	start      time.Time
 	every      time.Duration
 
@@ -45,7 +48,8 @@ type MSCAI struct {
 	// consumer of policies takes it, so this cannot deadlock.
 	mu          sync.Mutex
 	mode        eventbus.RiskMode
-	live        map[string]float64 // live strategy id -> Sharpe ratio at promotion
+	live        map[string]bool
+	pnl         map[string]float64 // realised, by strategy
 	allowed     []string           // in the last policy
 	published   map[eventbus.RiskMode]int
 	defensiveAt float64 // seconds since the start; 0 if never
@@ -56,9 +60,11 @@ func newMSCAI(bus *eventbus.Bus, start time.Time, every time.Duration) *MSCAI {
 		policies:   eventbus.PolicyUpdatedTopic(bus),
 		health:     eventbus.HealthStatusChangedTopic(bus),
 		promotions: eventbus.StrategyPromotedTopic(bus),
+		trades:     eventbus.TradeExecutedTopic(bus),
 		start:      start, every: every,
 		mode:      eventbus.RiskModeNormal,
-		live:      map[string]float64{},
+		live:      map[string]bool{},
+		pnl:       map[string]float64{},
 		published: map[eventbus.RiskMode]int{},
 	}
 }
@@ -67,7 +73,10 @@ func (m *MSCAI) subscribe(w *wiring) error {
 	if err := on(w, m.health, "MSCAI", m.onHealth); err != nil {
 		return err
 	}
-	return on(w, m.promotions, "MSCAI", m.onPromotion)
+	if err := on(w, m.promotions, "MSCAI", m.onPromotion); err != nil {
+		return err
+	}
+	return on(w, m.trades, "MSCAI", m.onTrade)
 }
 
 func (m *MSCAI) onHealth(ctx context.Context, ev eventbus.Event[eventbus.HealthStatusChanged]) error {
@@ -93,10 +102,20 @@ func (m *MSCAI) onPromotion(_ context.Context, ev eventbus.Event[eventbus.Strate
 	defer m.mu.Unlock()
 	switch p := ev.Payload; {
 	case p.ToStage == eventbus.StrategyLifecycleLive:
-		m.live[p.StrategyID] = p.Metrics["sharpe_ratio"]
+		m.live[p.StrategyID] = true
 	case p.FromStage == eventbus.StrategyLifecycleLive:
 		delete(m.live, p.StrategyID)
 	}
+	return nil
+}
+
+func (m *MSCAI) onTrade(_ context.Context, ev eventbus.Event[eventbus.TradeExecuted]) error {
+	if ev.Payload.PnL == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.pnl[ev.Payload.StrategyID] += *ev.Payload.PnL
 	return nil
 }
 
@@ -119,16 +138,20 @@ func (m *MSCAI) run(ctx context.Context) error {
 	})
 }
 
-// allowedLocked returns the strategies the current mode lets trade: the
-// live ones, best Sharpe ratio first.
+// allowedLocked returns the strategies the current mode lets trade.
 func (m *MSCAI) allowedLocked() []string {
-	ids := slices.SortedFunc(maps.Keys(m.live), func(a, b string) int {
-		return cmp.Or(cmp.Compare(m.live[b], m.live[a]), strings.Compare(a, b))
-	})
-	if n := limitsOf[m.mode].maxAllowed; n > 0 && len(ids) > n {
-		ids = ids[:n]
+	ids := slices.Sorted(maps.Keys(m.live))
+	n := limitsOf[m.mode].maxAllowed
+	if n == 0 || len(ids) <= n {
+		return ids
 	}
-	return ids
+	// A restricted choice stands while its strategies are live, so that the
+	// policy does not follow every swing of their PnL.
+	if len(m.allowed) == n && !slices.ContainsFunc(m.allowed, func(id string) bool { return !m.live[id] }) {
+		return m.allowed
+	}
+	slices.SortStableFunc(ids, func(a, b string) int { return cmp.Compare(m.pnl[b], m.pnl[a]) })
+	return ids[:n]
 }
 
 func (m *MSCAI) publishLocked(ctx context.Context, reason, cause string) error {

@@ -59,6 +59,7 @@ func TestRun(t *testing.T) {
 			{"PortfolioBalancer", eventbus.PolicyUpdatedType},
 			{"MSCAI", eventbus.HealthStatusChangedType},
 			{"MSCAI", eventbus.StrategyPromotedType},
+			{"MSCAI", eventbus.TradeExecutedType},
 			{"StrategyRuntime", eventbus.StrategyPromotedType},
 			{"StrategyRuntime", eventbus.OpportunitiesUpdatedType},
 			{"StrategyRuntime", TickTopic},
@@ -81,7 +82,7 @@ func TestRun(t *testing.T) {
 			assert.Equal(t, r.Expected, r.Handled+r.DeadLettered,
 				"%s on %s: what its handler took, plus what failed every attempt", want.component, want.topic)
 		}
-		assert.Len(t, sum.Subscriptions, 16, "no subscription beyond those above")
+		assert.Len(t, sum.Subscriptions, 17, "no subscription beyond those above")
 	})
 
 	t.Run("the crash drives the system defensive", func(t *testing.T) {
