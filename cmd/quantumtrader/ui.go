@@ -113,12 +113,16 @@ func (v *view) frame(s *system, last bool) {
 	if v.mode == viewTerminal && v.height > 0 {
 		fmt.Fprintf(&b, "\r\x1b[%dA\x1b[J", v.height) // back to the top of the table, and clear below
 	}
-	if v.logs != nil {
-		b.Write(v.logs.take())
-	}
 	for _, e := range s.analytics.timelineFrom(v.timeline) {
 		fmt.Fprintf(&b, "%6.2fs  %-22s %s\n", e.At, e.Topic, e.Text)
 		v.timeline++
+	}
+	if v.logs != nil {
+		// The log lines go to stderr: on a terminal, they scroll with the
+		// timeline above the table.
+		v.w.Write(b.Bytes())
+		b.Reset()
+		v.logs.flush()
 	}
 	elapsed := min(now.Sub(s.start), v.cfg.duration)
 	h := s.health.state()
@@ -177,8 +181,9 @@ func bar(f float64, width int) string {
 	return "[" + strings.Repeat("█", full) + strings.Repeat("░", width-full) + "]"
 }
 
-// heldLines holds what is written to it until the view takes it, and after
-// release passes it straight on to out.
+// heldLines holds what is written to it until the view flushes it to out
+// between two drawings of the table, and after release passes it straight
+// on.
 type heldLines struct {
 	mu       sync.Mutex
 	buf      []byte
@@ -196,14 +201,14 @@ func (h *heldLines) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// take returns the complete lines held and forgets them.
-func (h *heldLines) take() []byte {
+// flush writes out the complete lines held.
+func (h *heldLines) flush() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	i := bytes.LastIndexByte(h.buf, '\n')
-	lines := bytes.Clone(h.buf[:i+1])
-	h.buf = h.buf[i+1:]
-	return lines
+	if i := bytes.LastIndexByte(h.buf, '\n'); i >= 0 {
+		h.out.Write(h.buf[:i+1])
+		h.buf = h.buf[i+1:]
+	}
 }
 
 // release writes out what is held and stops holding.
