@@ -140,6 +140,9 @@ func (v *view) frame(s *system, last bool) {
 			delivered += t.Delivered
 			queue += t.QueueSize
 		}
+		if last {
+			b.WriteString("end: ") // with the rate averaged over the run
+		}
 		fmt.Fprintf(&b, "t=%.1fs events/s=%.0f delivered=%d queue=%d equity=%.0f drawdown=%.1f%% health=%s policy=%s buys=%d open=%d\n",
 			elapsed.Seconds(), float64(rate)/dt, delivered, queue, ex.Equity, 100*h.Drawdown, h.Status, mode, ex.Buys, ex.OpenLots)
 		v.w.Write(b.Bytes())
