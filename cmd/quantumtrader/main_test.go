@@ -1,0 +1,275 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/quantumtrader/eventbus"
+)
+
+// TestMain checks that no goroutine outlives the tests: run must leave none
+// behind, the bus's included.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func runJSON(t *testing.T, ctx context.Context, args ...string) (Summary, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, append(args, "-json"), &stdout, &stderr)
+	require.NoError(t, err, "stderr:\n%s", stderr.String())
+	var sum Summary
+	require.NoError(t, json.Unmarshal(stdout.Bytes(), &sum), "stdout is the JSON summary alone")
+	return sum, stderr.String()
+}
+
+func TestRun(t *testing.T) {
+	sum, live := runJSON(t, t.Context(), "-duration", "1s", "-seed", "1")
+
+	t.Run("loses no event", func(t *testing.T) {
+		assert.True(t, sum.Delivery.OK, "problems: %q", sum.Delivery.Problems)
+		assert.Empty(t, sum.CloseError)
+		assert.Zero(t, sum.Bus.Dropped+sum.Bus.Undelivered)
+		assert.Equal(t, sum.Bus.Dispatched, sum.Delivery.Expected, "the bus dispatched every delivery owed")
+		assert.Equal(t, sum.Bus.Delivered+sum.Bus.DeadLettered, sum.Delivery.Expected)
+		assertOnlyTheWebhookFailed(t, sum)
+	})
+
+	t.Run("every component saw the events it subscribes to", func(t *testing.T) {
+		type key struct{ component, topic string }
+		rows := map[key]SubscriptionRow{}
+		for _, r := range sum.Subscriptions {
+			rows[key{r.Component, r.Topic}] = r
+		}
+		for _, want := range []key{
+			{"Orchestrator", eventbus.PolicyUpdatedType},
+			{"RiskGuard", eventbus.PolicyUpdatedType},
+			{"PortfolioBalancer", eventbus.PolicyUpdatedType},
+			{"MSCAI", eventbus.HealthStatusChangedType},
+			{"MSCAI", eventbus.StrategyPromotedType},
+			{"MSCAI", eventbus.TradeExecutedType},
+			{"StrategyRuntime", eventbus.StrategyPromotedType},
+			{"StrategyRuntime", eventbus.OpportunitiesUpdatedType},
+			{"StrategyRuntime", TickTopic},
+			{"StrategyGenerator", eventbus.TradeExecutedType},
+			{"EnsembleManager", eventbus.ModelPromotedType},
+			{"HealthMonitor", eventbus.TradeExecutedType},
+			{"Notifier", eventbus.HealthStatusChangedType},
+			{"OpportunityRanker", TickTopic},
+			{"Analytics", "*"},
+			{"MetricsLogger", "*"},
+			{"IncidentLog", eventbus.DeadLetterTopic},
+		} {
+			r, ok := rows[want]
+			if !assert.True(t, ok, "%s subscribes to %s", want.component, want.topic) {
+				continue
+			}
+			if want.topic != eventbus.DeadLetterTopic { // dead letters are up to the webhook's luck
+				assert.NotZero(t, r.Expected, "%s had events to receive on %s", want.component, want.topic)
+			}
+			assert.Equal(t, r.Expected, r.Handled+r.DeadLettered,
+				"%s on %s: what its handler took, plus what failed every attempt", want.component, want.topic)
+		}
+		assert.Len(t, sum.Subscriptions, 17, "no subscription beyond those above")
+	})
+
+	t.Run("the crash drives the system defensive", func(t *testing.T) {
+		s := sum.Scenario
+		assert.True(t, s.Happened, "%+v", s)
+		assert.Greater(t, s.CriticalAt, s.CrashStart, "health went CRITICAL after the crash began")
+		assert.GreaterOrEqual(t, s.MaxDrawdown, criticalDrawdown)
+		assert.GreaterOrEqual(t, s.DefensiveAt, s.CriticalAt, "the MSC AI turned DEFENSIVE on the CRITICAL health")
+		assert.Less(t, s.CriticalAt, 0.6, "early enough to see the system run defensive")
+		c := sum.Components
+		assert.Equal(t, eventbus.RiskModeDefensive, c.Orchestrator.Mode)
+		assert.InDelta(t, limitsOf[eventbus.RiskModeDefensive].minConfidence, c.Orchestrator.MinConfidence, 1e-9)
+		assert.Equal(t, limitsOf[eventbus.RiskModeDefensive].maxPositions, c.RiskGuard.MaxPositions)
+		normal, defensive := c.Executor.ByMode[eventbus.RiskModeNormal], c.Executor.ByMode[eventbus.RiskModeDefensive]
+		assert.Less(t, defensive.BuysPerSecond, normal.BuysPerSecond, "the Executor buys less often")
+		assert.Less(t, defensive.AverageNotional, normal.AverageNotional, "and smaller")
+		alerted := c.Notifier.Alerts > 0 || slices.ContainsFunc(c.IncidentLog.Incidents, func(s string) bool {
+			return strings.HasPrefix(s, "Notifier gave up")
+		})
+		assert.True(t, alerted, "the Notifier alerted on CRITICAL, or its alert is a dead letter")
+	})
+
+	t.Run("the live view is plain lines off a terminal", func(t *testing.T) {
+		assert.Contains(t, live, "events/s=")
+		assert.Contains(t, live, "health=CRITICAL policy=DEFENSIVE")
+		assert.Contains(t, live, "DrawdownGuard DEGRADED → CRITICAL")
+		assert.NotContains(t, live, "\x1b[", "no escape codes")
+	})
+}
+
+// assertOnlyTheWebhookFailed checks that the only handler failures were
+// the flaky webhook's, and none a publish refused at the end of the run.
+func assertOnlyTheWebhookFailed(t *testing.T, sum Summary) {
+	t.Helper()
+	assert.Equal(t, uint64(sum.Components.Notifier.Failures), sum.Bus.Errors, "handler failures")
+	for _, incident := range sum.Components.IncidentLog.Incidents {
+		assert.True(t, strings.HasPrefix(incident, "Notifier gave up"), incident)
+	}
+}
+
+// Flat out, the queues are full when the market stops: the reactions
+// still under way (trades, health changes, policies) must run out before
+// Close refuses publishes.
+func TestRunFlatOutSettlesBeforeClosing(t *testing.T) {
+	sum, _ := runJSON(t, t.Context(), "-duration", "300ms", "-rate", "0", "-quiet")
+	assert.True(t, sum.Delivery.OK, "problems: %q", sum.Delivery.Problems)
+	assertOnlyTheWebhookFailed(t, sum)
+	assert.Greater(t, sum.Components.MarketFeed.Ticks, uint64(300*5), "faster than the default rate")
+}
+
+func TestRunPrintsTheSummaryAsText(t *testing.T) {
+	var stdout bytes.Buffer
+	require.NoError(t, run(t.Context(), []string{"-duration", "300ms", "-quiet"}, &stdout, io.Discard))
+	for _, want := range []string{
+		"TOPIC", "SUBSCRIBER", "market.tick", "trade.executed", "MSC AI", "Executor", "Scenario:",
+		"Delivery check: PASS, every published event reached every subscriber",
+	} {
+		assert.Contains(t, stdout.String(), want)
+	}
+}
+
+// An interrupt (Ctrl-C cancels run's ctx) ends the run early, and it still
+// drains the bus and reports.
+func TestRunStopsCleanlyWhenInterrupted(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	sum, _ := runJSON(t, ctx, "-duration", "1m", "-quiet")
+	assert.Less(t, time.Since(start), 10*time.Second)
+	assert.True(t, sum.Interrupted)
+	assert.True(t, sum.Delivery.OK, "problems: %q", sum.Delivery.Problems)
+	assertOnlyTheWebhookFailed(t, sum)
+	assert.NotZero(t, sum.Bus.Published)
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"an unknown flag is refused", []string{"-nats", "nats://localhost:4222"}, "flag provided but not defined: -nats"},
+		{"a malformed duration is refused", []string{"-duration", "soon"}, `invalid value "soon" for flag -duration`},
+		{"a zero duration is refused", []string{"-duration", "0s"}, "-duration 0s: must be positive"},
+		{"a negative rate is refused", []string{"-rate", "-5"}, "-rate -5: must be 0"},
+		{"an argument is refused", []string{"now"}, `unexpected argument "now"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(t.Context(), tc.args, &stdout, &stderr)
+			require.ErrorIs(t, err, errUsage)
+			assert.Equal(t, 2, exitCode(err, io.Discard))
+			assert.Contains(t, stderr.String(), tc.want)
+			assert.Contains(t, stderr.String(), "Usage: quantumtrader [flags]")
+			assert.Contains(t, stderr.String(), "-duration duration")
+			assert.Empty(t, stdout.String())
+		})
+	}
+	t.Run("-h prints the usage and succeeds", func(t *testing.T) {
+		var stderr bytes.Buffer
+		err := run(t.Context(), []string{"-h"}, io.Discard, &stderr)
+		require.ErrorIs(t, err, flag.ErrHelp)
+		assert.Equal(t, 0, exitCode(err, io.Discard))
+		assert.Contains(t, stderr.String(), "Usage: quantumtrader [flags]")
+	})
+}
+
+func TestExitCode(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{nil, 0},
+		{flag.ErrHelp, 0},
+		{errors.Join(errUsage, errors.New("-rate -1")), 2},
+		{errLoss, 1},
+		{errors.New("anything else"), 1},
+	} {
+		var stderr bytes.Buffer
+		assert.Equal(t, tc.want, exitCode(tc.err, &stderr), "%v", tc.err)
+		if tc.want == 1 {
+			assert.Contains(t, stderr.String(), tc.err.Error(), "the error is reported")
+		}
+	}
+}
+
+func TestCheckDelivery(t *testing.T) {
+	ok := SubscriptionRow{Component: "Orchestrator", Topic: "policy.updated", Expected: 5, Dispatched: 5, Delivered: 5, Handled: 5}
+	for _, tc := range []struct {
+		name     string
+		change   func(*SubscriptionRow)
+		closeErr error
+		problem  string // "" for a pass
+	}{
+		{"every event delivered passes", func(*SubscriptionRow) {}, nil, ""},
+		{"a dead letter counts as handled, not lost", func(r *SubscriptionRow) {
+			r.Delivered, r.Handled, r.DeadLettered, r.Retries = 4, 4, 1, 2
+		}, nil, ""},
+		{"an event never dispatched fails", func(r *SubscriptionRow) {
+			r.Dispatched, r.Delivered, r.Handled = 4, 4, 4
+		}, nil, "4 of 5 events dispatched"},
+		{"a failure that was not dead-lettered fails", func(r *SubscriptionRow) {
+			r.Delivered, r.Handled = 4, 4
+		}, nil, "4 delivered and 0 dead-lettered of 5 published"},
+		{"a dropped event fails", func(r *SubscriptionRow) {
+			r.Dispatched, r.Delivered, r.Handled, r.Dropped = 4, 4, 4, 1
+		}, nil, "1 dropped"},
+		{"a handler count that disagrees with the bus fails", func(r *SubscriptionRow) {
+			r.Handled = 3
+		}, nil, "the handler took 3 events, the bus counted 5 delivered"},
+		{"a Close that gave up fails", func(*SubscriptionRow) {}, context.DeadlineExceeded, "Close gave up"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := ok
+			tc.change(&r)
+			d := checkDelivery([]SubscriptionRow{r}, tc.closeErr)
+			if tc.problem == "" {
+				assert.True(t, d.OK)
+				assert.Empty(t, d.Problems)
+				return
+			}
+			assert.False(t, d.OK)
+			assert.Contains(t, strings.Join(d.Problems, "\n"), tc.problem)
+		})
+	}
+}
+
+func TestHealthOf(t *testing.T) {
+	const (
+		healthy  = eventbus.HealthStatusHealthy
+		degraded = eventbus.HealthStatusDegraded
+		critical = eventbus.HealthStatusCritical
+	)
+	for _, tc := range []struct {
+		from     eventbus.HealthStatus
+		drawdown float64
+		want     eventbus.HealthStatus
+	}{
+		{healthy, 0.01, healthy},
+		{healthy, 0.03, degraded},
+		{healthy, 0.07, critical},
+		{degraded, 0.02, degraded}, // not yet hysteresis below the limit
+		{degraded, 0.01, healthy},
+		{critical, 0.05, critical},
+		{critical, 0.04, degraded},
+		{critical, 0.001, healthy},
+	} {
+		assert.Equal(t, tc.want, healthOf(tc.from, tc.drawdown), "%s at a drawdown of %.3f", tc.from, tc.drawdown)
+	}
+}

@@ -1,0 +1,349 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// viewMode is how the live view shows itself.
+type viewMode int
+
+const (
+	viewQuiet    viewMode = iota // -quiet: nothing until the summary
+	viewPlain                    // not a terminal: a line per second
+	viewTerminal                 // a table redrawn in place
+)
+
+// view is the live view of a run. On a terminal it redraws a table of the
+// topics in place, under the timeline of the session and the bus's log
+// lines, which scroll above it; elsewhere it prints the timeline and one
+// line of figures per second.
+type view struct {
+	w    io.Writer
+	mode viewMode
+	cfg  config
+	logs *heldLines // the bus's log lines, held while the table is drawn
+
+	height    int // lines of the last table drawn
+	published map[string]uint64
+	lastFrame time.Time
+	timeline  int // entries printed so far
+}
+
+func newView(w io.Writer, cfg config) *view {
+	v := &view{w: w, cfg: cfg, mode: viewPlain, published: map[string]uint64{}}
+	switch {
+	case cfg.quiet:
+		v.mode = viewQuiet
+	case isTerminal(w):
+		v.mode = viewTerminal
+		v.logs = &heldLines{}
+	}
+	return v
+}
+
+// isTerminal reports whether w is a terminal that understands ANSI escapes.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok || os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// logOutput returns where the bus should log: stderr, except while a table
+// is redrawn in place, which a stray line would tear.
+func (v *view) logOutput(stderr io.Writer) io.Writer {
+	if v.logs == nil {
+		return stderr
+	}
+	v.logs.out = stderr
+	return v.logs
+}
+
+// run shows the live view until ctx ends, then draws it one last time,
+// with the rates averaged over the whole run.
+func (v *view) run(ctx context.Context, s *system) {
+	if v.mode == viewQuiet {
+		return
+	}
+	interval := time.Second
+	if v.mode == viewTerminal {
+		interval = 200 * time.Millisecond
+		fmt.Fprint(v.w, "\x1b[?25l")       // hide the cursor while redrawing
+		defer fmt.Fprint(v.w, "\x1b[?25h") // and show it again
+		defer v.logs.release()
+	}
+	v.lastFrame = s.start
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			v.frame(s, true)
+			return
+		case <-t.C:
+			v.frame(s, false)
+		}
+	}
+}
+
+// frame draws the view once; the last frame shows the rates of the whole
+// run rather than of the last interval.
+func (v *view) frame(s *system, last bool) {
+	now := time.Now()
+	dt := now.Sub(v.lastFrame).Seconds()
+	v.lastFrame = now
+	topics := s.bus.Topics()
+	if last {
+		dt = now.Sub(s.start).Seconds()
+		clear(v.published)
+	}
+	var b bytes.Buffer
+	if v.mode == viewTerminal && v.height > 0 {
+		fmt.Fprintf(&b, "\r\x1b[%dA\x1b[J", v.height) // back to the top of the table, and clear below
+	}
+	for _, e := range s.analytics.timelineFrom(v.timeline) {
+		fmt.Fprintf(&b, "%6.2fs  %-22s %s\n", e.At, e.Topic, e.Text)
+		v.timeline++
+	}
+	if v.logs != nil {
+		// The log lines go to stderr: on a terminal, they scroll with the
+		// timeline above the table.
+		v.w.Write(b.Bytes())
+		b.Reset()
+		v.logs.flush()
+	}
+	elapsed := min(now.Sub(s.start), v.cfg.duration)
+	h := s.health.state()
+	ex := s.exec.state()
+	mode := s.risk.mode()
+	if mode == "" {
+		mode = "-"
+	}
+	if v.mode == viewPlain {
+		var rate, delivered uint64
+		queue := 0
+		for _, t := range topics {
+			rate += t.Published - v.published[t.Name]
+			v.published[t.Name] = t.Published
+			delivered += t.Delivered
+			queue += t.QueueSize
+		}
+		if last {
+			b.WriteString("end: ") // with the rate averaged over the run
+		}
+		fmt.Fprintf(&b, "t=%.1fs events/s=%.0f delivered=%d queue=%d equity=%.0f drawdown=%.1f%% health=%s policy=%s buys=%d open=%d\n",
+			elapsed.Seconds(), float64(rate)/dt, delivered, queue, ex.Equity, 100*h.Drawdown, h.Status, mode, ex.Buys, ex.OpenLots)
+		v.w.Write(b.Bytes())
+		return
+	}
+	lines := 0
+	line := func(format string, args ...any) {
+		fmt.Fprintf(&b, format+"\n", args...)
+		lines++
+	}
+	// Every line of the table must fit in 80 columns: a line the terminal
+	// wraps would throw out the count of lines to go back up.
+	line("")
+	line("quantumtrader · seed %d · %s  %s  %.1fs / %.1fs",
+		v.cfg.seed, rateText(v.cfg.rate), bar(elapsed.Seconds()/v.cfg.duration.Seconds(), 20), elapsed.Seconds(), v.cfg.duration.Seconds())
+	line("%-22s %9s %10s %10s %6s %9s", "TOPIC", "EVENTS/S", "PUBLISHED", "DELIVERED", "QUEUE", "P99")
+	for _, t := range topics {
+		rate := float64(t.Published-v.published[t.Name]) / dt
+		v.published[t.Name] = t.Published
+		line("%-22s %9s %10s %10s %6d %9s", t.Name, commas(uint64(math.Round(rate))), commas(t.Published),
+			commas(t.Delivered), t.QueueSize, latency(t.LatencyP99))
+	}
+	line("health %s · policy %s · equity %s (drawdown %.1f%%) · %s buys",
+		h.Status, mode, money(ex.Equity), 100*h.Drawdown, commas(ex.Buys))
+	v.height = lines
+	v.w.Write(b.Bytes())
+}
+
+func rateText(rate int) string {
+	if rate == 0 {
+		return "ticks flat out"
+	}
+	return commas(uint64(rate)) + " ticks/s"
+}
+
+// bar is a progress bar of width cells, f of them full.
+func bar(f float64, width int) string {
+	full := int(math.Round(min(max(f, 0), 1) * float64(width)))
+	return "[" + strings.Repeat("█", full) + strings.Repeat("░", width-full) + "]"
+}
+
+// heldLines holds what is written to it until the view flushes it to out
+// between two drawings of the table, and after release passes it straight
+// on.
+type heldLines struct {
+	mu       sync.Mutex
+	buf      []byte
+	out      io.Writer
+	released bool
+}
+
+func (h *heldLines) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.released {
+		return h.out.Write(p)
+	}
+	h.buf = append(h.buf, p...)
+	return len(p), nil
+}
+
+// flush writes out the complete lines held.
+func (h *heldLines) flush() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if i := bytes.LastIndexByte(h.buf, '\n'); i >= 0 {
+		h.out.Write(h.buf[:i+1])
+		h.buf = h.buf[i+1:]
+	}
+}
+
+// release writes out what is held and stops holding.
+func (h *heldLines) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.released = true
+	if len(h.buf) > 0 {
+		h.out.Write(h.buf)
+		h.buf = nil
+	}
+}
+
+// writeJSON writes the summary as indented JSON.
+func writeJSON(w io.Writer, sum Summary) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(sum)
+}
+
+// writeSummary writes the summary as text: the run, a table per topic and
+// per subscription, each component's final state, the scenario and the
+// delivery check.
+func writeSummary(w io.Writer, s Summary) error {
+	var b bytes.Buffer
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	how := "ran"
+	if s.Interrupted {
+		how = "interrupted after"
+	}
+	p("")
+	p("Quantum Trader %s %.1fs (seed %d, %s): %s events published, %s delivered, %s, %s dead-lettered",
+		how, s.Elapsed, s.Seed, rateText(s.Rate), commas(s.Bus.Published), commas(s.Bus.Delivered),
+		count(s.Bus.Retries, "retry", "retries"), commas(s.Bus.DeadLettered))
+	p("")
+	p("%-22s %10s %9s %10s %7s %4s %10s %9s %9s", "TOPIC", "PUBLISHED", "EVENTS/S", "DELIVERED", "RETRIES", "DEAD", "HIGH-WATER", "P50", "P99")
+	for _, t := range s.Topics {
+		p("%-22s %10s %9s %10s %7d %4d %10d %9s %9s", t.Name, commas(t.Published), commas(uint64(math.Round(t.PerSecond))),
+			commas(t.Delivered), t.Retries, t.DeadLettered, t.HighWater, latency(usec(t.P50)), latency(usec(t.P99)))
+	}
+	p("")
+	p("%-18s %-22s %10s %10s %7s %4s %7s %10s %9s", "SUBSCRIBER", "TOPIC", "EXPECTED", "DELIVERED", "RETRIES", "DEAD", "DROPPED", "HIGH-WATER", "P99")
+	for _, r := range s.Subscriptions {
+		p("%-18s %-22s %10s %10s %7d %4d %7d %10d %9s", r.Component, r.Topic, commas(r.Expected), commas(r.Delivered),
+			r.Retries, r.DeadLettered, r.Dropped, r.HighWater, latency(usec(r.P99)))
+	}
+	p("")
+	for _, c := range s.Components.named() {
+		p("%-20s %s", c.name, c.state)
+	}
+	p("")
+	p("Scenario: %s", scenarioText(s.Scenario))
+	if d := s.Delivery; d.OK {
+		p("Delivery check: PASS, every published event reached every subscriber: %d subscriptions owed %s deliveries; %s handled, %s dead-lettered after failing every attempt",
+			d.Subscriptions, commas(d.Expected), commas(d.Delivered), commas(d.DeadLettered))
+	} else {
+		p("Delivery check: FAIL, events were lost:")
+		for _, problem := range d.Problems {
+			p("  %s", problem)
+		}
+	}
+	_, err := w.Write(b.Bytes())
+	return err
+}
+
+func scenarioText(s Scenario) string {
+	if s.MarketEnd < s.CrashStart {
+		return fmt.Sprintf("the market stopped at %.2fs, before the crash due at %.2fs", s.MarketEnd, s.CrashStart)
+	}
+	text := fmt.Sprintf("crash of %.0f%% at %.2fs", 100*s.CrashDepth, s.CrashStart)
+	if s.CriticalAt > 0 {
+		text += fmt.Sprintf(" → health CRITICAL at %.2fs (worst drawdown %.1f%%)", s.CriticalAt, 100*s.MaxDrawdown)
+	} else {
+		text += fmt.Sprintf(", health never CRITICAL (worst drawdown %.1f%%)", 100*s.MaxDrawdown)
+	}
+	if s.DefensiveAt > 0 {
+		text += fmt.Sprintf(" → policy DEFENSIVE at %.2fs", s.DefensiveAt)
+	}
+	text += fmt.Sprintf(" → Executor bought %.1f/s while NORMAL, %.1f/s while DEFENSIVE", s.BuysPerSecondNormal, s.BuysPerSecondDefensive)
+	if s.Happened {
+		return text + " (as designed)"
+	}
+	return text + " (the scenario did not complete)"
+}
+
+// commas writes n with thousands separators.
+func commas(n uint64) string {
+	s := strconv.FormatUint(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
+
+// count writes n and the noun in the singular or the plural.
+func count(n uint64, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return commas(n) + " " + many
+}
+
+// money writes an amount of USDT, rounded to the unit, with separators.
+func money(x float64) string {
+	sign := ""
+	if x < 0 {
+		sign, x = "-", -x
+	}
+	return sign + commas(uint64(math.Round(x)))
+}
+
+// list writes a list of names, or "none".
+func list(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, " ")
+}
+
+func usec(us float64) time.Duration { return time.Duration(us * float64(time.Microsecond)) }
+
+// latency writes a handler latency to about three digits, or "-" for none.
+func latency(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "-"
+	case d < time.Microsecond:
+		return fmt.Sprintf("%dns", d.Nanoseconds())
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.2fs", d.Seconds())
+}
