@@ -23,6 +23,9 @@ type library struct {
 var libraries = []library{
 	{name: "plain", sync: syncPlain, async: asyncPlain, ordered: true},
 	{name: "eventbus", sync: syncEventbus, async: asyncEventbus, ordered: true},
+	{name: "asaskevich", sync: syncAsaskevich, async: asyncAsaskevich, ordered: true},
+	{name: "watermill", async: asyncWatermill},
+	{name: "cskr", async: asyncCskr, ordered: true},
 }
 
 // topic is the topic name used by libraries that address subscribers by one.
