@@ -4,6 +4,7 @@
 #   benchstat.txt  benchstat's view: every benchmark, then each library against plain Go
 #   table.md       the medians, as README.md shows them
 #   chart.svg      events/s per library and scenario, as README.md shows it
+# and copies table.md into README.md.
 #
 # Environment (all optional):
 #   COUNT      runs of each benchmark (default 6, what benchstat needs for a confidence interval)
@@ -45,6 +46,12 @@ machine() {
 	fi
 }
 
+# Both cores take part in the async scenarios: anything else running skews them.
+read -r load1 _ </proc/loadavg || load1=0
+if awk -v l="$load1" 'BEGIN { exit !(l > 0.5) }'; then
+	echo "run.sh: load average $load1: other work is running and will skew the results" >&2
+fi
+
 mkdir -p "$out"
 start=$SECONDS
 {
@@ -63,6 +70,17 @@ start=$SECONDS
 } >"$out/benchstat.txt"
 
 go run ./cmd/report -table "$out/table.md" -chart "$out/chart.svg" "$out/raw.txt"
+
+# README.md shows table.md between two markers: keep it in step with the
+# results it describes.
+if [[ $out == results ]]; then
+	awk -v table="$out/table.md" '
+		/^<!-- begin results\/table.md/ { print; while ((getline line < table) > 0) print line; skip = 1; next }
+		/^<!-- end results\/table.md/ { skip = 0 }
+		!skip
+	' README.md >README.md.new
+	mv README.md.new README.md
+fi
 
 elapsed=$((SECONDS - start))
 echo
