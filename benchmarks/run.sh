@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Runs the comparison benchmarks and writes, under results/:
+#   raw.txt        the `go test -bench` output, headed by the date and machine
+#   benchstat.txt  benchstat's view: every benchmark, then each library against plain Go
+#   table.md       the medians, as README.md shows them
+#   chart.svg      events/s per library and scenario, as README.md shows it
+# and copies table.md into README.md.
+#
+# Environment (all optional):
+#   COUNT      runs of each benchmark (default 6, what benchstat needs for a confidence interval)
+#   BENCHTIME  go test -benchtime (default 1s; e.g. 20000x for a quick check)
+#   BENCH      go test -bench regexp (default .)
+#   OUT        the directory to write (default results)
+# A quick check that leaves results/ alone:
+#   COUNT=1 BENCHTIME=20000x OUT=/tmp/bench ./run.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+
+count=${COUNT:-6}
+benchtime=${BENCHTIME:-1s}
+bench=${BENCH:-.}
+out=${OUT:-results}
+
+benchstat() {
+	local bin
+	bin=$(go env GOPATH)/bin/benchstat
+	if command -v benchstat >/dev/null; then
+		command benchstat "$@"
+	elif [[ -x $bin ]]; then
+		"$bin" "$@"
+	else
+		go run golang.org/x/perf/cmd/benchstat@latest "$@"
+	fi
+}
+
+# machine prints benchmark configuration lines, which benchstat and the
+# report keep with the results: go test prints only goos, goarch and cpu.
+machine() {
+	echo "date: $(date -u +%Y-%m-%d)"
+	echo "go: $(go env GOVERSION)"
+	echo "cores: $(nproc)"
+	local hv
+	hv=$(lscpu 2>/dev/null | sed -n 's/^Hypervisor vendor: *//p' || true)
+	if [[ -n $hv ]]; then
+		echo "hypervisor: $hv"
+	fi
+}
+
+# Both cores take part in the async scenarios: anything else running skews them.
+read -r load1 _ </proc/loadavg || load1=0
+if awk -v l="$load1" 'BEGIN { exit !(l > 0.5) }'; then
+	echo "run.sh: load average $load1: other work is running and will skew the results" >&2
+fi
+
+mkdir -p "$out"
+start=$SECONDS
+{
+	machine
+	go test -run '^$' -bench "$bench" -benchtime "$benchtime" -count "$count" -timeout 60m .
+} | tee "$out/raw.txt"
+
+{
+	echo "# benchstat raw.txt"
+	echo
+	(cd "$out" && benchstat raw.txt)
+	echo
+	echo "# benchstat -col /lib raw.txt: each library against plain Go"
+	echo
+	(cd "$out" && benchstat -col /lib raw.txt)
+} >"$out/benchstat.txt"
+
+go run ./cmd/report -table "$out/table.md" -chart "$out/chart.svg" "$out/raw.txt"
+
+# README.md shows table.md between two markers: keep it in step with the
+# results it describes.
+if [[ $out == results ]]; then
+	awk -v table="$out/table.md" '
+		/^<!-- begin results\/table.md/ { print; while ((getline line < table) > 0) print line; skip = 1; next }
+		/^<!-- end results\/table.md/ { skip = 0 }
+		!skip
+	' README.md >README.md.new
+	mv README.md.new README.md
+fi
+
+elapsed=$((SECONDS - start))
+echo
+cat "$out/table.md"
+echo
+echo "wrote $out/{raw.txt,benchstat.txt,table.md,chart.svg} in $((elapsed / 60))m$((elapsed % 60))s"
