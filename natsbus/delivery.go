@@ -1,0 +1,101 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/quantumtrader/eventbus"
+)
+
+// The bodies of JetStream's acknowledgement protocol.
+var (
+	ackAck      = []byte("+ACK")
+	ackNak      = []byte("-NAK")
+	ackTerm     = []byte("+TERM")
+	ackProgress = []byte("+WPI")
+)
+
+// errSettled is returned when a delivery is settled a second time.
+var errSettled = errors.New("natsbus: delivery already settled")
+
+// delivery implements eventbus.Delivery for one JetStream message. Every
+// settlement is a request to the broker that waits for its reply, so that
+// an error means the broker may not have recorded it (the message then
+// comes back after AckWait, as at-least-once delivery requires).
+type delivery struct {
+	r       *receiver
+	reply   string // the message's ack subject
+	env     eventbus.Envelope
+	attempt int
+
+	mu      sync.Mutex
+	settled bool
+}
+
+func (d *delivery) Envelope() *eventbus.Envelope { return &d.env }
+
+// Attempt is the broker's count of deliveries of this message to the
+// consumer (NumDelivered).
+func (d *delivery) Attempt() int { return d.attempt }
+
+// Ack acknowledges the message and waits for the broker to confirm (a
+// JetStream double ack).
+func (d *delivery) Ack(ctx context.Context) error {
+	return d.settle(ctx, "ack", ackAck)
+}
+
+// Retry naks the message with delay; the broker redelivers it once delay
+// has passed. A delay of zero or less redelivers at once. The consumer's
+// AckWait does not apply to the wait.
+func (d *delivery) Retry(ctx context.Context, delay time.Duration) error {
+	body := ackNak
+	if delay > 0 {
+		body = fmt.Appendf(nil, `-NAK {"delay": %d}`, delay.Nanoseconds())
+	}
+	return d.settle(ctx, "retry", body)
+}
+
+// Reject terminates the message: the broker never redelivers it.
+func (d *delivery) Reject(ctx context.Context) error {
+	return d.settle(ctx, "reject", ackTerm)
+}
+
+// InProgress resets the broker's AckWait timer of the message.
+func (d *delivery) InProgress(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settled {
+		return d.fail("in-progress", errSettled)
+	}
+	return d.request(ctx, "in-progress", ackProgress)
+}
+
+func (d *delivery) settle(ctx context.Context, verb string, body []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.settled {
+		return d.fail(verb, errSettled)
+	}
+	if err := d.request(ctx, verb, body); err != nil {
+		return err
+	}
+	d.settled = true
+	d.r.settled(ctx)
+	return nil
+}
+
+func (d *delivery) request(ctx context.Context, verb string, body []byte) error {
+	ctx, cancel := d.r.t.bound(ctx)
+	defer cancel()
+	if _, err := d.r.t.nc.RequestWithContext(ctx, d.reply, body); err != nil {
+		return d.fail(verb, err)
+	}
+	return nil
+}
+
+func (d *delivery) fail(verb string, err error) error {
+	return fmt.Errorf("natsbus: %s event %s of %s (attempt %d): %w", verb, d.env.ID, d.r.subject, d.attempt, err)
+}

@@ -1,0 +1,202 @@
+// Package natstest gives tests a NATS server with JetStream to run natsbus
+// against: by default an embedded server per test, with its store in the
+// test's temporary directory; when the environment variable
+// EVENTBUS_NATS_URL is set, the server at that URL instead, shared with
+// whatever else uses it, so every test gets a stream and subject prefix of
+// its own, deleted when the test ends.
+//
+// The usual start of a test:
+//
+//	nc, names := natstest.Connect(t)
+//	tr, err := natsbus.New(nc, names.Options()...)
+//
+// Tests that stop and restart the broker call StartEmbedded, which always
+// embeds one.
+package natstest
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/quantumtrader/eventbus/natsbus"
+)
+
+// EnvURL names the environment variable that points the tests at a running
+// server, e.g. EVENTBUS_NATS_URL=nats://127.0.0.1:4222.
+const EnvURL = "EVENTBUS_NATS_URL"
+
+// Server is a NATS server with JetStream serving one test. Its methods
+// must be called from the test's goroutine.
+type Server struct {
+	url      string
+	storeDir string         // "" for an external server
+	port     int            // the embedded server's port, kept across restarts
+	srv      *server.Server // nil for an external server, or while shut down
+}
+
+// Connect starts a server for t (see Start), connects to it (see
+// Server.Connect) and returns the connection with the test's own stream
+// and subject prefix (see Server.Names).
+func Connect(t testing.TB) (*nats.Conn, Names) {
+	t.Helper()
+	s := Start(t)
+	return s.Connect(t), s.Names(t)
+}
+
+// Start returns the server at $EVENTBUS_NATS_URL if it is set, and
+// otherwise starts an embedded one, as StartEmbedded does.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	if url := os.Getenv(EnvURL); url != "" {
+		return &Server{url: url}
+	}
+	return StartEmbedded(t)
+}
+
+// StartEmbedded starts a server in this process on a free port of
+// 127.0.0.1, with JetStream storing in a directory of t.TempDir(), and
+// shuts it down when the test ends.
+func StartEmbedded(t testing.TB) *Server {
+	t.Helper()
+	s := &Server{storeDir: t.TempDir()}
+	s.start(t)
+	t.Cleanup(s.shutdown)
+	return s
+}
+
+func (s *Server) start(t testing.TB) {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{
+		Host:      "127.0.0.1",
+		Port:      cmp.Or(s.port, server.RANDOM_PORT),
+		JetStream: true,
+		StoreDir:  s.storeDir,
+		NoLog:     true,
+		NoSigs:    true,
+	})
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		t.Fatalf("natstest: embedded server not ready after 10s")
+	}
+	s.srv = srv
+	s.port = srv.Addr().(*net.TCPAddr).Port
+	s.url = srv.ClientURL()
+}
+
+func (s *Server) shutdown() {
+	if s.srv != nil {
+		s.srv.Shutdown()
+		s.srv.WaitForShutdown()
+		s.srv = nil
+	}
+}
+
+// URL is the server's client URL.
+func (s *Server) URL() string { return s.url }
+
+// Embedded reports whether the server runs in this process, and so can be
+// shut down and restarted.
+func (s *Server) Embedded() bool { return s.storeDir != "" }
+
+// Shutdown stops the embedded server and waits until it has stopped;
+// clients see the connection drop and start reconnecting. It fails the
+// test for an external server.
+func (s *Server) Shutdown(t testing.TB) {
+	t.Helper()
+	if !s.Embedded() {
+		t.Fatalf("natstest: cannot shut down the server at $%s", EnvURL)
+	}
+	s.shutdown()
+}
+
+// Restart starts the embedded server again after Shutdown, on the same
+// port and store, so clients reconnect and find their streams and
+// consumers as they were. It fails the test for an external server.
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if !s.Embedded() {
+		t.Fatalf("natstest: cannot restart the server at $%s", EnvURL)
+	}
+	s.shutdown()
+	s.start(t)
+}
+
+// Connect connects to the server and closes the connection when the test
+// ends. The connection reconnects without limit, 50ms apart, so that a test
+// that restarts the server does not wait long; opts are applied after
+// these defaults.
+func (s *Server) Connect(t testing.TB, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	all := append([]nats.Option{
+		nats.Name(t.Name()),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(50 * time.Millisecond),
+		nats.ReconnectJitter(0, 0),
+	}, opts...)
+	nc, err := nats.Connect(s.url, all...)
+	if err != nil {
+		t.Fatalf("natstest: connect to %s: %v", s.url, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// Names are the stream and subject prefix reserved for one test.
+type Names struct {
+	Stream        string // for natsbus.WithStream
+	SubjectPrefix string // for natsbus.WithSubjectPrefix
+}
+
+// Options returns the natsbus options that select n.
+func (n Names) Options() []natsbus.Option {
+	return []natsbus.Option{natsbus.WithStream(n.Stream), natsbus.WithSubjectPrefix(n.SubjectPrefix)}
+}
+
+// Names reserves a stream name and subject prefix for the test, with a
+// random suffix, and deletes that stream when the test ends (if it exists
+// by then). On an embedded server, which the test has to itself, the
+// stream goes with the server.
+func (s *Server) Names(t testing.TB) Names {
+	t.Helper()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	n := Names{Stream: "TEST_" + id, SubjectPrefix: "test_" + id}
+	if !s.Embedded() {
+		t.Cleanup(func() { s.deleteStream(t, n.Stream) })
+	}
+	return n
+}
+
+func (s *Server) deleteStream(t testing.TB, stream string) {
+	nc, err := nats.Connect(s.url)
+	if err != nil {
+		t.Errorf("natstest: delete stream %s: %v", stream, err)
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Errorf("natstest: delete stream %s: %v", stream, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := js.DeleteStream(ctx, stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Errorf("natstest: delete stream %s: %v", stream, err)
+	}
+}

@@ -1,0 +1,409 @@
+package natsbus_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/quantumtrader/eventbus"
+	"github.com/quantumtrader/eventbus/natsbus"
+	"github.com/quantumtrader/eventbus/natsbus/natstest"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestSubscribe(t *testing.T) {
+	t.Parallel()
+
+	t.Run("fans out every event to every subscription", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		rs := []eventbus.Receiver{
+			h.subscribe(eventbus.SubscribeOptions{Topic: "policy.updated"}),
+			h.subscribe(eventbus.SubscribeOptions{Topic: "policy.updated", Name: "orchestrator"}),
+			h.subscribe(eventbus.SubscribeOptions{Topic: "policy.updated", Name: "risk-guard"}),
+			h.subscribe(eventbus.SubscribeOptions{Topic: "policy.updated", Group: "balancers"}),
+		}
+		envs := h.publish("policy.updated", payloads(5)...)
+		for i, r := range rs {
+			for _, want := range envs {
+				d := h.next(r)
+				assert.Equal(t, want.ID, d.Envelope().ID, "receiver %d", i)
+				require.NoError(t, d.Ack(h.ctx()))
+			}
+		}
+	})
+
+	t.Run("shares the events of a group between its members, none twice", func(t *testing.T) {
+		t.Parallel()
+		srv := natstest.Start(t)
+		h := startHarness(t, srv.Connect(t), srv.Names(t))
+		other := h.sibling(srv) // another process
+		opts := eventbus.SubscribeOptions{Topic: "trade.executed", Group: "executors"}
+		members := []eventbus.Receiver{h.subscribe(opts), other.subscribe(opts)}
+
+		type receipt struct {
+			member int
+			id     eventbus.ID
+		}
+		receipts := make(chan receipt)
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for i, r := range members {
+			wg.Go(func() {
+				for {
+					d, err := r.Next(ctx)
+					if err != nil {
+						return
+					}
+					assert.NoError(t, d.Ack(context.Background()))
+					select {
+					case receipts <- receipt{i, d.Envelope().ID}:
+					case <-ctx.Done():
+						return
+					}
+				}
+			})
+		}
+		const n = 20
+		envs := h.publish("trade.executed", payloads(n)...)
+		times := map[eventbus.ID]int{}
+		var perMember [2]int
+		deadline := time.After(waitFor)
+		for range n {
+			select {
+			case r := <-receipts:
+				times[r.id]++
+				perMember[r.member]++
+			case <-deadline:
+				t.Fatalf("received %d of %d events", len(times), n)
+			}
+		}
+		cancel()
+		wg.Wait()
+
+		for _, e := range envs {
+			assert.Equal(t, 1, times[e.ID], "deliveries of event %s", e.ID)
+		}
+		assert.Positive(t, perMember[0], "events handled by the first member")
+		assert.Positive(t, perMember[1], "events handled by the second member")
+		info := h.consumer()
+		assert.Zero(t, info.NumAckPending, "deliveries pending")
+		assert.Zero(t, info.NumPending, "events not delivered")
+	})
+
+	t.Run("resumes a durable subscription after the last acknowledged event", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		opts := eventbus.SubscribeOptions{Topic: "policy.updated", Name: "risk-guard", MaxInFlight: 4, AckWait: time.Second}
+		first := h.subscribe(opts)
+		envs := h.publish("policy.updated", payloads(10)...)
+		acked := map[eventbus.ID]bool{}
+		for _, want := range envs[:4] {
+			d := h.next(first)
+			require.Equal(t, want.ID, d.Envelope().ID)
+			require.NoError(t, d.Ack(h.ctx()))
+			acked[want.ID] = true
+		}
+		held := h.next(first) // handed out, never settled: comes back after AckWait
+		require.Equal(t, envs[4].ID, held.Envelope().ID)
+		require.NoError(t, first.Stop(h.ctx()))
+
+		second := h.subscribe(opts)
+		got := map[eventbus.ID]eventbus.Delivery{}
+		for len(got) < 6 {
+			d := h.next(second)
+			id := d.Envelope().ID
+			require.False(t, acked[id], "acknowledged event %s delivered again", id)
+			require.NotContains(t, got, id, "event %s delivered twice", id)
+			got[id] = d
+			require.NoError(t, d.Ack(h.ctx()))
+		}
+		for _, e := range envs[4:] {
+			assert.Contains(t, got, e.ID)
+		}
+		assert.Equal(t, 2, got[envs[4].ID].Attempt(), "attempt of the event the first receiver held")
+		info := h.consumer()
+		assert.Zero(t, info.NumAckPending, "deliveries pending")
+		assert.Zero(t, info.NumPending, "events not delivered")
+	})
+
+	t.Run("starts a new subscription with events published from now on", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		h.publish("health.status_changed", "before")
+		r := h.subscribe(eventbus.SubscribeOptions{Topic: "health.status_changed", Name: "notifier"})
+		after := h.publish("health.status_changed", "after")[0]
+		d := h.next(r)
+		assert.Equal(t, after.ID, d.Envelope().ID)
+		require.NoError(t, d.Ack(h.ctx()))
+	})
+
+	t.Run("starts a Replay subscription with the last stored event of its topic", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		old := h.publish("health.status_changed", "healthy", "degraded")
+		h.publish("health.status_changed.detail", "other topic")
+		replay := h.subscribe(eventbus.SubscribeOptions{Topic: "health.status_changed", Replay: true})
+		empty := h.subscribe(eventbus.SubscribeOptions{Topic: "model.promoted", Replay: true})
+
+		d := h.next(replay)
+		assert.Equal(t, old[1].ID, d.Envelope().ID, "the last stored event comes first")
+		require.NoError(t, d.Ack(h.ctx()))
+		newer := h.publish("health.status_changed", "critical")[0]
+		d = h.next(replay)
+		assert.Equal(t, newer.ID, d.Envelope().ID)
+		require.NoError(t, d.Ack(h.ctx()))
+
+		first := h.publish("model.promoted", "m1")[0]
+		d = h.next(empty)
+		assert.Equal(t, first.ID, d.Envelope().ID, "replay of a topic with no event yet")
+		require.NoError(t, d.Ack(h.ctx()))
+	})
+
+	t.Run("keeps publish order across a retry with MaxInFlight 1", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		r := h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed", Name: "ledger", MaxInFlight: 1})
+		envs := h.publish("trade.executed", payloads(3)...)
+		d := h.next(r)
+		require.Equal(t, envs[0].ID, d.Envelope().ID)
+		require.NoError(t, d.Retry(h.ctx(), 200*time.Millisecond))
+		for _, want := range envs {
+			d := h.next(r)
+			assert.Equal(t, want.ID, d.Envelope().ID)
+			require.NoError(t, d.Ack(h.ctx()))
+		}
+		assert.Equal(t, 1, h.consumer().Config.MaxAckPending)
+	})
+
+	t.Run("lets later events overtake a retry with MaxInFlight 2", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		r := h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed", MaxInFlight: 2})
+		envs := h.publish("trade.executed", payloads(2)...)
+		d := h.next(r)
+		require.Equal(t, envs[0].ID, d.Envelope().ID)
+		require.NoError(t, d.Retry(h.ctx(), 200*time.Millisecond))
+		for _, want := range []eventbus.ID{envs[1].ID, envs[0].ID} {
+			d := h.next(r)
+			assert.Equal(t, want, d.Envelope().ID)
+			require.NoError(t, d.Ack(h.ctx()))
+		}
+	})
+
+	t.Run("gives every name and group a consumer of its own", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		names := []string{"a.b", "a_b", "a b", "a*b", "a>b", "a/b", "ledger v2/α.*>", strings.Repeat("long", 100), strings.Repeat("long", 100) + "!"}
+		var rs []eventbus.Receiver
+		for _, name := range names {
+			rs = append(rs, h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed", Name: name}))
+		}
+		rs = append(rs, h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed", Group: "a.b"}))
+		rs = append(rs, h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed.v2", Name: "a.b"}))
+		assert.Len(t, h.consumers(), len(rs))
+
+		e := h.publish("trade.executed", "{}")[0]
+		for _, r := range rs[:len(rs)-1] {
+			d := h.next(r)
+			assert.Equal(t, e.ID, d.Envelope().ID)
+			require.NoError(t, d.Ack(h.ctx()))
+		}
+		for _, c := range h.consumers() {
+			assert.Regexp(t, `^[A-Za-z0-9_-]{1,81}$`, c)
+		}
+	})
+
+	t.Run("rejects invalid options", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		for _, topic := range []string{"", "a..b", "a.*", "a.>", "trade executed", ".trade"} {
+			_, err := h.tr.Subscribe(h.ctx(), eventbus.SubscribeOptions{Topic: topic})
+			assert.ErrorIs(t, err, eventbus.ErrInvalidTopic, "topic %q", topic)
+		}
+		_, err := h.tr.Subscribe(h.ctx(), eventbus.SubscribeOptions{Topic: "trade.executed", MaxInFlight: -1})
+		assert.ErrorIs(t, err, eventbus.ErrInvalidOption)
+		assert.ErrorContains(t, err, "MaxInFlight -1")
+		_, err = h.tr.Subscribe(h.ctx(), eventbus.SubscribeOptions{Topic: "trade.executed", AckWait: -time.Second})
+		assert.ErrorIs(t, err, eventbus.ErrInvalidOption)
+		assert.ErrorContains(t, err, "AckWait -1s")
+		assert.Empty(t, h.consumers())
+	})
+
+	t.Run("updates the settings of an existing durable consumer", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		r := h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed", Name: "ledger", Replay: true})
+		require.NoError(t, r.Stop(h.ctx()))
+		h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed", Name: "ledger", MaxInFlight: 8, AckWait: time.Minute})
+		info := h.consumer()
+		assert.Equal(t, 8, info.Config.MaxAckPending)
+		assert.Equal(t, time.Minute, info.Config.AckWait)
+		assert.Equal(t, jetstream.DeliverLastPerSubjectPolicy, info.Config.DeliverPolicy, "it keeps its place")
+	})
+}
+
+func TestReceiver(t *testing.T) {
+	t.Parallel()
+
+	t.Run("deletes the ephemeral consumer once stopped and settled", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		r := h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed"})
+		require.Len(t, h.consumers(), 1)
+		h.publish("trade.executed", "{}")
+		d := h.next(r)
+
+		require.NoError(t, r.Stop(h.ctx()))
+		assert.Len(t, h.consumers(), 1, "kept while a delivery is unsettled")
+		require.NoError(t, d.Ack(h.ctx()), "a delivery handed out before Stop can be settled")
+		assert.Empty(t, h.consumers(), "deleted by the last settlement")
+
+		idle := h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed"})
+		require.NoError(t, idle.Stop(h.ctx()))
+		assert.Empty(t, h.consumers(), "deleted by Stop when nothing is unsettled")
+	})
+
+	t.Run("keeps a durable consumer after Stop", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		r := h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed", Name: "ledger"})
+		require.NoError(t, r.Stop(h.ctx()))
+		require.NoError(t, r.Stop(h.ctx()), "a second Stop")
+		assert.Len(t, h.consumers(), 1)
+	})
+
+	t.Run("returns ErrClosed after Stop, waking a Next that waits", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		r := h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed", Name: "ledger"})
+		waiting := make(chan error)
+		go func() {
+			_, err := r.Next(context.Background())
+			waiting <- err
+		}()
+		require.NoError(t, r.Stop(h.ctx()))
+		err := <-waiting
+		assert.ErrorIs(t, err, eventbus.ErrClosed)
+		assert.ErrorContains(t, err, h.subject("trade.executed"))
+		_, err = r.Next(h.ctx())
+		assert.ErrorIs(t, err, eventbus.ErrClosed)
+	})
+
+	t.Run("returns ctx's error when ctx ends, and goes on working", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		r := h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed"})
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, err := r.Next(ctx)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+		// A Next that waits for its turn behind another honours its ctx too.
+		first := make(chan eventbus.Delivery)
+		go func() {
+			d, err := r.Next(context.Background())
+			assert.NoError(t, err)
+			first <- d
+		}()
+		ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		_, err = r.Next(ctx)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+		e := h.publish("trade.executed", "{}")[0]
+		d := <-first
+		require.NotNil(t, d)
+		assert.Equal(t, e.ID, d.Envelope().ID)
+		require.NoError(t, d.Ack(h.ctx()))
+	})
+
+	t.Run("hands each delivery to one of concurrent callers", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		r := h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed", MaxInFlight: 4})
+		const n = 8
+		got := make(chan eventbus.ID, n)
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+				defer cancel()
+				d, err := r.Next(ctx)
+				if !assert.NoError(t, err) {
+					return
+				}
+				got <- d.Envelope().ID
+				assert.NoError(t, d.Ack(ctx))
+			})
+		}
+		envs := h.publish("trade.executed", payloads(n)...)
+		wg.Wait()
+		close(got)
+		seen := map[eventbus.ID]bool{}
+		for id := range got {
+			assert.False(t, seen[id], "event %s handed out twice", id)
+			seen[id] = true
+		}
+		assert.ElementsMatch(t, ids(envs), keys(seen))
+	})
+
+	t.Run("returns ErrClosed once the connection is closed", func(t *testing.T) {
+		t.Parallel()
+		nc, names := natstest.Connect(t)
+		tr, err := natsbus.New(nc, names.Options()...)
+		require.NoError(t, err)
+		r, err := tr.Subscribe(context.Background(), eventbus.SubscribeOptions{Topic: "trade.executed", Name: "ledger"})
+		require.NoError(t, err)
+		waiting := make(chan error)
+		go func() {
+			_, err := r.Next(context.Background())
+			waiting <- err
+		}()
+		nc.Close()
+		err = <-waiting
+		assert.ErrorIs(t, err, eventbus.ErrClosed)
+		assert.ErrorIs(t, err, nats.ErrConnectionClosed)
+		assert.NoError(t, tr.Close(context.Background()), "nothing to delete for a durable consumer")
+	})
+
+	t.Run("recreates a consumer deleted behind its back", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		r := h.subscribe(eventbus.SubscribeOptions{Topic: "model.promoted", Name: "trainer"})
+		h.publish("model.promoted", "m1")
+		d := h.next(r)
+		require.NoError(t, d.Ack(h.ctx()))
+
+		next := make(chan eventbus.Delivery)
+		go func() {
+			d, err := r.Next(context.Background())
+			assert.NoError(t, err)
+			next <- d
+		}()
+		require.Eventually(t, func() bool { return h.consumer().NumWaiting > 0 },
+			waitFor, 10*time.Millisecond, "the receiver's pull request reaches the broker")
+		name := h.consumers()[0]
+		require.NoError(t, h.js.DeleteConsumer(h.ctx(), h.names.Stream, name))
+		e := h.publish("model.promoted", "m2")[0]
+
+		d = <-next
+		require.NotNil(t, d)
+		assert.Equal(t, e.ID, d.Envelope().ID, "the event after the last one handed out")
+		require.NoError(t, d.Ack(h.ctx()))
+		assert.Equal(t, []string{name}, h.consumers(), "recreated under its name")
+	})
+}
+
+func keys[K comparable, V any](m map[K]V) []K {
+	out := make([]K, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

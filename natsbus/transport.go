@@ -1,0 +1,258 @@
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/quantumtrader/eventbus"
+)
+
+// transport implements eventbus.Transport on one JetStream stream.
+type transport struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	cfg     config
+	subject string // cfg.prefix + ".", put before every topic
+	log     *slog.Logger
+	closed  atomic.Bool
+
+	mu        sync.Mutex
+	receivers map[*receiver]struct{} // started and not yet finished; guarded by mu
+}
+
+// New returns an eventbus.Transport that carries events through NATS
+// JetStream over nc, for eventbus.WithTransport.
+//
+// New validates the options, then creates the stream, or updates it to
+// match them if it exists; it blocks for at most the WithTimeout duration
+// (default DefaultTimeout). Settings of an existing stream that no option
+// governs, such as replicas or size limits set by an operator, are kept.
+// Options that are invalid, or that contradict each other, give an error
+// wrapping eventbus.ErrInvalidOption before any broker is contacted.
+//
+// The transport does not own nc: its Close leaves nc open, and nc must
+// stay open until Close has returned. The transport is safe for concurrent
+// use.
+func New(nc *nats.Conn, opts ...Option) (eventbus.Transport, error) {
+	cfg := defaultConfig()
+	for _, opt := range opts {
+		if err := opt(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if nc == nil {
+		return nil, fmt.Errorf("%w: natsbus.New: nil *nats.Conn", eventbus.ErrInvalidOption)
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(cfg.timeout))
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: %w", err)
+	}
+	t := &transport{
+		nc:        nc,
+		js:        js,
+		cfg:       cfg,
+		subject:   cfg.prefix + ".",
+		log:       cfg.logger,
+		receivers: make(map[*receiver]struct{}),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
+	defer cancel()
+	if err := t.ensureStream(ctx); err != nil {
+		return nil, fmt.Errorf("natsbus: stream %s: %w", cfg.stream, err)
+	}
+	return t, nil
+}
+
+// ensureStream creates the stream or brings the settings the options
+// govern up to date, leaving the others as they are.
+func (t *transport) ensureStream(ctx context.Context) error {
+	want := jetstream.StreamConfig{
+		Name:        t.cfg.stream,
+		Description: "eventbus events",
+		Subjects:    []string{t.subject + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     t.cfg.storage,
+		MaxAge:      t.cfg.maxAge,
+		Duplicates:  t.cfg.duplicateWindow(),
+	}
+	s, err := t.js.Stream(ctx, want.Name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		_, err = t.js.CreateStream(ctx, want)
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return err
+		}
+		// Another process created it first, maybe with other settings.
+		s, err = t.js.Stream(ctx, want.Name)
+	}
+	if err != nil {
+		return err
+	}
+	cur := s.CachedInfo().Config
+	if cur.Storage != want.Storage {
+		return fmt.Errorf("%w: the stream exists with %v and its storage cannot change to %v",
+			eventbus.ErrInvalidOption, cur.Storage, want.Storage)
+	}
+	if slices.Equal(cur.Subjects, want.Subjects) && cur.Retention == want.Retention &&
+		cur.MaxAge == want.MaxAge && cur.Duplicates == want.Duplicates {
+		return nil
+	}
+	cur.Subjects = want.Subjects
+	cur.Retention = want.Retention
+	cur.MaxAge = want.MaxAge
+	cur.Duplicates = want.Duplicates
+	_, err = t.js.UpdateStream(ctx, cur)
+	return err
+}
+
+// Publish stores env in the stream under the subject prefix + "." +
+// env.Topic and returns once the broker has acknowledged it. A publish of
+// an env.ID seen within the duplicate window is acknowledged without
+// storing the event again, so a failed Publish can be retried with the
+// same envelope; an error does not prove the event was not stored (the
+// broker may have stored it and the acknowledgement been lost, and while
+// the connection is reconnecting the client queues the message and sends
+// it once reconnected). A ctx without a deadline is bounded by WithTimeout.
+//
+// Errors name the subject and wrap the cause: eventbus.ErrInvalidTopic for
+// a bad topic, eventbus.ErrClosed after Close, ctx's error, or the
+// client's (nats.ErrConnectionClosed, jetstream.ErrNoStreamResponse, ...).
+func (t *transport) Publish(ctx context.Context, env *eventbus.Envelope) error {
+	if env == nil {
+		return errors.New("natsbus: publish: nil envelope")
+	}
+	if err := checkTopic(env.Topic); err != nil {
+		return fmt.Errorf("natsbus: publish: %w", err)
+	}
+	subject := t.subject + env.Topic
+	if t.closed.Load() {
+		return fmt.Errorf("natsbus: publish to %s: %w", subject, eventbus.ErrClosed)
+	}
+	if env.ID.IsZero() {
+		// A zero ID would make the stream drop every later zero-ID event
+		// as a duplicate of the first.
+		return fmt.Errorf("natsbus: publish to %s: the envelope has a zero ID", subject)
+	}
+	msg := &nats.Msg{Subject: subject, Header: encodeHeader(env, t.cfg.stream), Data: env.Data}
+	if _, err := t.js.PublishMsg(ctx, msg); err != nil {
+		if st := t.nc.Status(); st != nats.CONNECTED {
+			return fmt.Errorf("natsbus: publish %s to %s (connection %v): %w", env.ID, subject, st, err)
+		}
+		return fmt.Errorf("natsbus: publish %s to %s: %w", env.ID, subject, err)
+	}
+	return nil
+}
+
+// Subscribe creates or binds the consumer described by opts and returns
+// its Receiver:
+//
+//   - Group set: the durable consumer of that group and topic, shared by
+//     every receiver of the group in any process; each event goes to one
+//     of them.
+//   - Name set (and no Group): the durable consumer of that name and topic.
+//     It outlives the process and resumes after the last acknowledged
+//     event. Receivers that share a Name share the consumer, as a group.
+//   - neither: an ephemeral consumer for this receiver alone, deleted once
+//     Stop has run and every delivery it handed out is settled.
+//
+// A new consumer starts with events published from now on, or with the
+// last stored event of the topic if opts.Replay is set; an existing durable
+// consumer resumes where it stopped, whatever Replay says. MaxInFlight
+// (default 1, which keeps publish order even across retries) bounds the
+// deliveries of the consumer handed out and not settled; for a group it
+// bounds the whole group. AckWait defaults to DefaultAckWait. The settings
+// of an existing durable consumer are updated to these. A negative
+// MaxInFlight or AckWait gives an error wrapping eventbus.ErrInvalidOption,
+// a bad topic one wrapping eventbus.ErrInvalidTopic.
+func (t *transport) Subscribe(ctx context.Context, opts eventbus.SubscribeOptions) (eventbus.Receiver, error) {
+	if err := checkTopic(opts.Topic); err != nil {
+		return nil, fmt.Errorf("natsbus: subscribe: %w", err)
+	}
+	subject := t.subject + opts.Topic
+	if opts.MaxInFlight < 0 {
+		return nil, fmt.Errorf("natsbus: subscribe to %s: %w: MaxInFlight %d is negative",
+			subject, eventbus.ErrInvalidOption, opts.MaxInFlight)
+	}
+	if opts.AckWait < 0 {
+		return nil, fmt.Errorf("natsbus: subscribe to %s: %w: AckWait %v is negative",
+			subject, eventbus.ErrInvalidOption, opts.AckWait)
+	}
+	if t.closed.Load() {
+		return nil, fmt.Errorf("natsbus: subscribe to %s: %w", subject, eventbus.ErrClosed)
+	}
+	r := newReceiver(t, subject, opts)
+	ctx, cancel := t.bound(ctx)
+	defer cancel()
+	if err := r.start(ctx); err != nil {
+		return nil, fmt.Errorf("natsbus: subscribe to %s as %s: %w", subject, r.name, err)
+	}
+	t.mu.Lock()
+	closed := t.closed.Load()
+	if !closed {
+		t.receivers[r] = struct{}{}
+	}
+	t.mu.Unlock()
+	if closed {
+		r.abandon(ctx)
+		return nil, fmt.Errorf("natsbus: subscribe to %s: %w", subject, eventbus.ErrClosed)
+	}
+	return r, nil
+}
+
+// Close stops every receiver not yet stopped, as Stop does, and deletes
+// the ephemeral consumers still waiting for deliveries to be settled;
+// deliveries of durable consumers can still be settled afterwards. Publish
+// and Subscribe fail with eventbus.ErrClosed once Close has begun. Close
+// leaves the connection open and no goroutine of the transport running.
+// If ctx ends first, Close returns an error wrapping ctx's; the broker
+// deletes ephemeral consumers it could not reach after a minute without
+// activity. Close may be called more than once.
+func (t *transport) Close(ctx context.Context) error {
+	t.mu.Lock()
+	t.closed.Store(true)
+	rs := make([]*receiver, 0, len(t.receivers))
+	for r := range t.receivers {
+		rs = append(rs, r)
+	}
+	t.mu.Unlock()
+	ctx, cancel := t.bound(ctx)
+	defer cancel()
+	var errs []error
+	for _, r := range rs {
+		if err := r.Stop(ctx); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := r.finish(ctx, true); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// forget drops a receiver that has nothing left to clean up.
+func (t *transport) forget(r *receiver) {
+	t.mu.Lock()
+	delete(t.receivers, r)
+	t.mu.Unlock()
+}
+
+// bound gives ctx the WithTimeout deadline if it has none.
+func (t *transport) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, t.cfg.timeout)
+}

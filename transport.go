@@ -1,0 +1,90 @@
+package eventbus
+
+import (
+	"context"
+	"time"
+)
+
+// Transport carries encoded events between processes, so that topics can
+// span machines. The in-memory bus does not use one; WithTransport makes
+// every topic of a bus publish and subscribe through it. A Transport deals
+// in bytes and headers only: the typed layer encodes Event[T] into an
+// Envelope with the bus's Codec, and decodes, retries, dead-letters and
+// acknowledges on the way back. Package natsbus implements it on NATS
+// JetStream.
+//
+// Implementations must be safe for concurrent use.
+type Transport interface {
+	// Publish hands env to the broker and returns once the broker has
+	// stored it (at-least-once delivery starts there). Publishing the same
+	// env.ID again within the broker's de-duplication window must not store
+	// it twice. Errors name the topic and wrap the cause.
+	Publish(ctx context.Context, env *Envelope) error
+
+	// Subscribe starts a consumer of the topic described by opts and returns
+	// the Receiver the bus's delivery goroutines pull from.
+	Subscribe(ctx context.Context, opts SubscribeOptions) (Receiver, error)
+
+	// Close stops the transport's own work; it does not close connections it
+	// was given. The bus calls it from Close after every Receiver has been
+	// stopped.
+	Close(ctx context.Context) error
+}
+
+// Envelope is one event in transit.
+type Envelope struct {
+	ID       ID                // the event ID; also the broker's de-duplication key
+	Topic    string            // the topic name (Event.Type in JSON)
+	Time     time.Time         // the publish time, UTC
+	Metadata map[string]string // Event.Metadata
+	Data     []byte            // the payload, encoded by the bus's Codec
+}
+
+// SubscribeOptions describe the consumer the typed layer wants.
+type SubscribeOptions struct {
+	Topic string
+	// Name makes the consumer durable: it survives restarts of the process
+	// and resumes after the last acknowledged event. Empty: an ephemeral
+	// consumer that starts with new events and is removed by Stop.
+	Name string
+	// Group lets several processes share one durable consumer, each event
+	// going to one of them. It takes precedence over Name for the consumer's
+	// identity.
+	Group string
+	// Replay starts a new consumer with the last stored event of the topic.
+	Replay bool
+	// MaxInFlight bounds deliveries handed out but not yet settled; 1 keeps
+	// publish order.
+	MaxInFlight int
+	// AckWait is how long the broker waits for a settlement before it
+	// redelivers; the typed layer calls InProgress well within it while a
+	// handler runs.
+	AckWait time.Duration
+}
+
+// Receiver yields the deliveries of one consumer.
+type Receiver interface {
+	// Next blocks until a delivery arrives, ctx ends (it returns ctx's error)
+	// or the receiver is stopped (it returns ErrClosed).
+	Next(ctx context.Context) (Delivery, error)
+	// Stop ends the consumer: Next returns ErrClosed, deliveries already
+	// handed out can still be settled, and an ephemeral consumer is deleted.
+	Stop(ctx context.Context) error
+}
+
+// Delivery is one received envelope. Exactly one of Ack, Retry and Reject
+// settles it; InProgress may be called any number of times before that.
+type Delivery interface {
+	Envelope() *Envelope
+	// Attempt is 1 for the first delivery of the envelope to this consumer.
+	Attempt() int
+	// Ack confirms the event was handled: it will not be delivered again.
+	Ack(ctx context.Context) error
+	// Retry asks for a redelivery after delay.
+	Retry(ctx context.Context, delay time.Duration) error
+	// Reject gives up on the event: it will never be delivered again.
+	Reject(ctx context.Context) error
+	// InProgress tells the broker the handler is still working, postponing
+	// redelivery by another AckWait.
+	InProgress(ctx context.Context) error
+}
