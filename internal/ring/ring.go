@@ -51,6 +51,7 @@ type Ring[E any] struct {
 	closed atomic.Bool
 	_      pad
 	slots  []slot[E]
+	mask   uint64      // len(slots) - 1: the size is a power of two
 	groups []*Group[E] // producer-owned; readers use only their own group
 
 	roomMu  sync.Mutex
@@ -64,19 +65,25 @@ type slot[E any] struct {
 	val E
 }
 
-// New returns a ring of size slots.
+// New returns a ring of at least size slots: the next power of two, so that
+// a slot is found with a mask rather than a division. Capacity is a
+// group's business (see Add), not the ring's size.
 func New[E any](size int) *Ring[E] {
-	return &Ring[E]{slots: make([]slot[E], size)}
+	n := 1
+	for n < size {
+		n <<= 1
+	}
+	return &Ring[E]{slots: make([]slot[E], n), mask: uint64(n - 1)}
 }
 
 // Size is the number of slots.
 func (r *Ring[E]) Size() int { return len(r.slots) }
 
-func (r *Ring[E]) slot(seq uint64) *E { return &r.slots[seq%uint64(len(r.slots))].val }
+func (r *Ring[E]) slot(seq uint64) *E { return &r.slots[seq&r.mask].val }
 
 // ready reports whether the event of sequence seq has been put.
 func (r *Ring[E]) ready(seq uint64) bool {
-	return r.slots[seq%uint64(len(r.slots))].seq.Load() == seq+1
+	return r.slots[seq&r.mask].seq.Load() == seq+1
 }
 
 // Group is one reader of the ring: a subscription lane.
@@ -230,7 +237,7 @@ func (r *Ring[E]) Put(e *E) {
 	for r.overruns(t) {
 		runtime.Gosched() // only possible for a group without Room: a caller bug, or a copy in progress
 	}
-	sl := &r.slots[t%uint64(len(r.slots))]
+	sl := &r.slots[t&r.mask]
 	sl.val = *e
 	sl.seq.Store(t + 1)
 	r.tail.Store(t + 1)
