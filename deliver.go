@@ -27,6 +27,7 @@ type subscriber[T any] struct {
 	// lock, or, for SubscribeAll, a lock of its own taken by the publishers
 	// of every topic.
 	prodMu sync.Locker
+	remote *remoteState[T] // set on a bus with a Transport, instead of lanes
 }
 
 // laneT is the typed half of a lane: its ring and its group in it.
@@ -73,6 +74,11 @@ func newSubscriber[T any](b *Bus, topic string, h Handler[T], cfg subConfig, whe
 	s.typed = s
 	if cfg.sync {
 		close(s.done)
+		return s, nil
+	}
+	if b.cfg.transport != nil {
+		s.remote = &remoteState[T]{named: cfg.name != "", group: cfg.group, stop: make(chan struct{})}
+		s.Subscription.remote = true
 		return s, nil
 	}
 	lanes, perLane, size := 1, cfg.concurrency, cfg.queueSize
@@ -159,6 +165,10 @@ func (s *subscriber[T]) detach() {
 
 // closeQueue tells the workers that nothing more comes; they drain and exit.
 func (s *subscriber[T]) closeQueue() {
+	if s.remote != nil {
+		s.stopReceivers()
+		return
+	}
 	s.prodMu.Lock()
 	defer s.prodMu.Unlock()
 	for _, l := range s.lanes {
@@ -173,6 +183,10 @@ func (s *subscriber[T]) closeQueue() {
 // undelivered when the bus gave up on them (Close past its deadline), not
 // when the subscription left.
 func (s *subscriber[T]) leaveRings(undelivered bool) {
+	if s.remote != nil {
+		s.stopReceivers()
+		return
+	}
 	if s.sync {
 		return
 	}

@@ -28,10 +28,12 @@ type config struct {
 	stallTimeout time.Duration
 	logger       *slog.Logger
 	errorHandler func(*HandlerError)
+	transport    Transport
+	codec        Codec
 }
 
 func defaultConfig() config {
-	return config{queueSize: DefaultQueueSize, workers: DefaultWorkers, stallTimeout: DefaultStallTimeout}
+	return config{queueSize: DefaultQueueSize, workers: DefaultWorkers, stallTimeout: DefaultStallTimeout, codec: JSON}
 }
 
 // WithQueueSize sets the capacity of each asynchronous subscription's buffer
@@ -101,6 +103,37 @@ func WithStallTimeout(d time.Duration) Option {
 	}
 }
 
+// WithTransport makes every topic of the bus publish and subscribe through t,
+// a broker shared by many processes (see package natsbus), instead of
+// delivering in memory. The typed API stays the same, with these
+// differences: Publish returns once the broker has stored the event;
+// delivery is at least once, acknowledged after the handler returns nil;
+// Name makes a subscription durable and Group shares one among processes;
+// Sync, OnFull other than Block, PartitionBy and PublishWait are not
+// available (they need the publisher and the handlers in one process), and
+// Queue does not apply (the broker holds the events). t must not be nil.
+func WithTransport(t Transport) Option {
+	return func(c *config) error {
+		if t == nil {
+			return fmt.Errorf("%w: WithTransport(nil)", ErrInvalidOption)
+		}
+		c.transport = t
+		return nil
+	}
+}
+
+// WithCodec sets how payloads are encoded for a Transport (default JSON).
+// c must not be nil.
+func WithCodec(c Codec) Option {
+	return func(cfg *config) error {
+		if c == nil {
+			return fmt.Errorf("%w: WithCodec(nil)", ErrInvalidOption)
+		}
+		cfg.codec = c
+		return nil
+	}
+}
+
 // FullPolicy says what Publish does when an asynchronous subscription's
 // buffer is full; see OnFull.
 type FullPolicy uint8
@@ -147,6 +180,14 @@ type subConfig struct {
 	replay      bool
 	partition   any    // func(T) string, checked against T at Subscribe
 	buffered    string // the first option that needs a buffer, to refuse it with Sync
+	group       string
+	local       string // the first option that needs the in-memory bus, to refuse it with a transport
+}
+
+func (c *subConfig) needsMemory(opt string) {
+	if c.local == "" {
+		c.local = opt
+	}
 }
 
 func (c *subConfig) needsBuffer(opt string) {
@@ -163,6 +204,7 @@ func (c *subConfig) needsBuffer(opt string) {
 func Sync() SubOption {
 	return func(c *subConfig) error {
 		c.sync = true
+		c.needsMemory("Sync")
 		return nil
 	}
 }
@@ -203,6 +245,9 @@ func OnFull(p FullPolicy) SubOption {
 		}
 		c.policy = p
 		c.needsBuffer("OnFull")
+		if p != Block {
+			c.needsMemory("OnFull(" + p.String() + ")")
+		}
 		return nil
 	}
 }
@@ -282,6 +327,23 @@ func PartitionBy[T any](key func(T) string) SubOption {
 		}
 		c.partition = key
 		c.needsBuffer("PartitionBy")
+		c.needsMemory("PartitionBy")
+		return nil
+	}
+}
+
+// Group makes the subscription one member of a group of competing
+// consumers on a Transport: every event of the topic goes to one member of
+// the group, in whichever process, and the group remembers where it is
+// between restarts (it is durable, like Name). Subscriptions in different
+// groups, or in none, each get every event. The in-memory bus has no
+// groups: Subscribe refuses Group without WithTransport. s must not be empty.
+func Group(s string) SubOption {
+	return func(c *subConfig) error {
+		if s == "" {
+			return fmt.Errorf("%w: Group(\"\")", ErrInvalidOption)
+		}
+		c.group = s
 		return nil
 	}
 }

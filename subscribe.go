@@ -31,6 +31,7 @@ type Subscription struct {
 	latency     hist.Histogram
 
 	lanes   []*lane // the buffers and workers of an asynchronous subscription
+	remote  bool    // on a Transport: its counts are in c
 	running atomic.Int32
 	done    chan struct{} // closed when the last worker has exited
 	gone    chan struct{} // closed by Unsubscribe: retry waits end
@@ -65,7 +66,9 @@ type typedSub interface {
 
 // exit is called by each worker goroutine as it returns.
 func (s *Subscription) exit(w *worker) {
-	w.flush()
+	if w != nil {
+		w.flush()
+	}
 	if s.running.Add(-1) == 0 {
 		close(s.done)
 		if s.gate.Load()&gateClosed != 0 {
@@ -130,6 +133,9 @@ func (s *Subscription) retireLate(err error) {
 // load reads the subscription's counts.
 func (s *Subscription) load() tally {
 	t := s.c.load()
+	if s.remote {
+		return t
+	}
 	if s.sync {
 		done := uint64(s.gate.Load()) / gateDone
 		t.dispatched, t.delivered = done, done-min(done, s.c.failed.Load())
@@ -194,6 +200,22 @@ func SubscribeAll(b *Bus, h Handler[any], opts ...SubOption) (*Subscription, err
 		return nil, err
 	}
 	s.list, s.listMu, s.prodMu = &b.all, &b.mu, &sync.Mutex{}
+	if s.remote != nil {
+		err = attachRemote(b, s, func() error {
+			b.all.Store(b.all.Load().with(s))
+			b.remoteAll = append(b.remoteAll, s)
+			for _, t := range b.order {
+				if err := s.listen(t.core().name, t.decodeAny); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return s.Subscription, nil
+	}
 	err = attach(b, s, func() []Event[any] {
 		// Under b.mu. For Replay, every topic's lock is held while the
 		// subscription joins, so each topic's latest event is taken

@@ -2,6 +2,7 @@ package eventbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -57,6 +58,7 @@ type topicEntry interface {
 	lock()
 	unlock()
 	latestLocked() (Event[any], bool)
+	decodeAny(env *Envelope) (Event[any], error)
 }
 
 func (c *topicCore) core() *topicCore { return c }
@@ -83,6 +85,11 @@ func NewTopic[T any](b *Bus, name string) (*Topic[T], error) {
 		ids:       b.ids.Derive(uint64(len(b.order))),
 		validate:  validatorOf[T](),
 		closed:    b.closed.Load(),
+	}
+	for _, s := range b.remoteAll {
+		if err := s.listen(name, t.decodeAny); err != nil {
+			return nil, err
+		}
 	}
 	b.topics[name] = t
 	b.order = append(b.order, t)
@@ -135,6 +142,9 @@ func (t *Topic[T]) publishEvent(ctx context.Context, ev *Event[T]) error {
 // publish is Publish and PublishEvent; internal publishes (dead letters) are
 // still accepted while Close drains the bus.
 func (t *Topic[T]) publish(ctx context.Context, ev *Event[T], internal bool) error {
+	if t.bus.cfg.transport != nil {
+		return t.publishRemote(ctx, ev, internal)
+	}
 	subs, all, n, err := t.accept(ctx, ev, nil, internal)
 	if err != nil {
 		return err
@@ -173,8 +183,12 @@ func hasSync[T any](subs *subList[T], all *subList[any]) bool {
 // error wrapping ErrQueueFull. PublishWait called from a handler cannot wait
 // for that same subscription when only the caller could handle the event:
 // the event is queued for it and the result includes an error wrapping
-// ErrDeadlock.
+// ErrDeadlock. On a bus with a Transport the handlers may be in other
+// processes: PublishWait returns an error wrapping errors.ErrUnsupported.
 func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
+	if t.bus.cfg.transport != nil {
+		return fmt.Errorf("eventbus: PublishWait on %s: the handlers are behind a transport: %w", t.name, errors.ErrUnsupported)
+	}
 	ev := Event[T]{Payload: payload}
 	w := newWaiter(callerWorker(ctx))
 	subs, all, _, err := t.accept(ctx, &ev, w, false)
@@ -479,6 +493,18 @@ func (t *Topic[T]) Subscribe(h Handler[T], opts ...SubOption) (*Subscription, er
 		return nil, err
 	}
 	s.list, s.listMu, s.prodMu = &t.subs, &t.mu, &t.mu
+	if s.remote != nil {
+		err = attachRemote(t.bus, s, func() error {
+			t.mu.Lock()
+			t.subs.Store(t.subs.Load().with(s))
+			t.mu.Unlock()
+			return s.listen(t.name, t.decode)
+		})
+		if err != nil {
+			return nil, err
+		}
+		return s.Subscription, nil
+	}
 	err = attach(t.bus, s, func() []Event[T] {
 		t.mu.Lock()
 		defer t.mu.Unlock()
