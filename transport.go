@@ -72,6 +72,22 @@ type Receiver interface {
 	Stop(ctx context.Context) error
 }
 
+// Drainer is implemented by a Receiver that can tell when its consumer has
+// handled what the broker held for it. Bus.Close calls Drain on each
+// receiver, while the receivers still deliver, before it stops them; for a
+// Receiver without Drain, Close stops it at once and the broker keeps what
+// it had not delivered (for a durable consumer) or drops it (for an
+// ephemeral one).
+type Drainer interface {
+	// Drain blocks until every event the broker held for the consumer when
+	// Drain was called is settled: acknowledged or rejected, by this
+	// receiver or, for a shared consumer, by another. It returns nil then,
+	// ctx's error if ctx ends first, or an error wrapping ErrClosed if the
+	// receiver is stopped. Events published after Drain began are not waited
+	// for. The caller keeps calling Next and settling meanwhile.
+	Drain(ctx context.Context) error
+}
+
 // Delivery is one received envelope. Exactly one of Ack, Retry and Reject
 // settles it; InProgress may be called any number of times before that.
 type Delivery interface {
