@@ -22,33 +22,33 @@ type Bus struct {
 	logger *slog.Logger
 	ids    idgen.Root
 
-	mu       sync.Mutex // guards topics, order, live, watching, and writes of all
-	topics   map[string]topicEntry
-	order    []topicEntry
-	all      atomic.Pointer[subList[any]] // SubscribeAll subscriptions
-	live     map[*Subscription]struct{}
-	nextID   uint64
-	retAll   retiredStats // what SubscribeAll subscriptions that left counted
+	mu     sync.Mutex // guards topics, order, live, watching, and writes of all
+	topics map[string]topicEntry
+	order  []topicEntry
+	all    atomic.Pointer[subList[any]] // SubscribeAll subscriptions
+	live   map[*Subscription]struct{}
+	nextID uint64
+	retAll retiredStats // what SubscribeAll subscriptions that left counted
 	// remoteAll are the SubscribeAll subscriptions on a Transport: each new
 	// topic gets a receiver for each.
 	remoteAll []*subscriber[any]
-	watching bool         // the stall watcher runs
-	workers  errgroup.Group
+	watching  bool // the stall watcher runs
+	workers   errgroup.Group
 
 	// Handlers of asynchronous subscriptions get handlerCtx; Close cancels it.
 	handlerCtx context.Context
 	cancel     context.CancelFunc
 
-	closed      atomic.Bool   // set once by Close: intake stops
-	closing     chan struct{} // closed with closed set
-	quiet       chan struct{} // a topic's last in-flight publish finished
-	aborted     atomic.Bool   // Close's ctx ended: queued events are given up
-	closeOnce   sync.Once
-	drainOnce   [drainPhases]sync.Once
+	closed        atomic.Bool   // set once by Close: intake stops
+	closing       chan struct{} // closed with closed set
+	quiet         chan struct{} // a topic's last in-flight publish finished
+	aborted       atomic.Bool   // Close's ctx ended: queued events are given up
+	closeOnce     sync.Once
+	drainOnce     [drainPhases]sync.Once
 	stopOnce      sync.Once
 	transportOnce sync.Once
 	stopWatch     chan struct{}
-	workersDone chan struct{}
+	workersDone   chan struct{}
 }
 
 // New returns a running bus configured by opts. An invalid option is an
@@ -232,6 +232,16 @@ func (b *Bus) Close(ctx context.Context) error {
 				subs = append(subs, s)
 			}
 		}
+		// On a transport the events are on the broker, not in queues: wait
+		// until the consumers have handled what it holds for them.
+		for _, s := range subs {
+			if err := s.typed.drain(ctx); err != nil {
+				if ctx.Err() != nil {
+					err = ctx.Err()
+				}
+				return b.abandon(err)
+			}
+		}
 		b.drainOnce[phase].Do(func() {
 			for _, t := range b.topicList() {
 				if (t.core().name == DeadLetterTopic) == (phase == 2) && phase != 1 {
@@ -278,7 +288,7 @@ func (b *Bus) abandon(err error) error {
 	b.aborted.Store(true)
 	b.cancel()
 	for _, s := range b.liveList() {
-		s.typed.discard(true)
+		_ = s.typed.discard(true) // logged; a transport's broker keeps what was not settled
 	}
 	for _, t := range b.topicList() {
 		t.closeRing()

@@ -19,6 +19,11 @@ const DefaultWorkers = 4
 // room, before the bus logs it as stalled; see WithStallTimeout.
 const DefaultStallTimeout = 5 * time.Second
 
+// DefaultAckWait is how long the broker of a Transport waits for a handler
+// to settle an event before it delivers the event again, unless WithAckWait
+// says otherwise.
+const DefaultAckWait = 30 * time.Second
+
 // An Option configures a Bus; see New.
 type Option func(*config) error
 
@@ -30,10 +35,14 @@ type config struct {
 	errorHandler func(*HandlerError)
 	transport    Transport
 	codec        Codec
+	ackWait      time.Duration
 }
 
 func defaultConfig() config {
-	return config{queueSize: DefaultQueueSize, workers: DefaultWorkers, stallTimeout: DefaultStallTimeout, codec: JSON}
+	return config{
+		queueSize: DefaultQueueSize, workers: DefaultWorkers, stallTimeout: DefaultStallTimeout,
+		codec: JSON, ackWait: DefaultAckWait,
+	}
 }
 
 // WithQueueSize sets the capacity of each asynchronous subscription's buffer
@@ -106,12 +115,28 @@ func WithStallTimeout(d time.Duration) Option {
 // WithTransport makes every topic of the bus publish and subscribe through t,
 // a broker shared by many processes (see package natsbus), instead of
 // delivering in memory. The typed API stays the same, with these
-// differences: Publish returns once the broker has stored the event;
-// delivery is at least once, acknowledged after the handler returns nil;
-// Name makes a subscription durable and Group shares one among processes;
-// Sync, OnFull other than Block, PartitionBy and PublishWait are not
-// available (they need the publisher and the handlers in one process), and
-// Queue does not apply (the broker holds the events). t must not be nil.
+// differences:
+//
+//   - Publish returns once the broker has stored the event, and the broker
+//     delivers it to every subscription of the topic in every process:
+//     one consumer per subscription, or one per Group.
+//   - Delivery is at least once: an event is acknowledged after its handler
+//     returns nil, retried as Retry says, then dead-lettered; an event whose
+//     process died before settling it is delivered again after the ack wait
+//     (WithAckWait), so handlers must tolerate duplicates.
+//   - Name makes a subscription durable: it resumes where it stopped, across
+//     restarts. Group shares one durable consumer among processes. Without
+//     either, a subscription starts with the events published after it.
+//   - Replay delivers the last event the broker stored for the topic.
+//   - Sync, OnFull other than Block, PartitionBy and PublishWait are not
+//     available, as they need the publisher and the handlers in one
+//     process; Queue does not apply, as the broker holds the events.
+//   - SubscribeAll receives the topics this bus has made with NewTopic, now
+//     and later, whoever publishes on them.
+//   - Close waits until the bus's consumers have handled what the broker
+//     held for them, then stops them and closes t.
+//
+// The bus owns t from then on: its Close closes t. t must not be nil.
 func WithTransport(t Transport) Option {
 	return func(c *config) error {
 		if t == nil {
@@ -123,13 +148,30 @@ func WithTransport(t Transport) Option {
 }
 
 // WithCodec sets how payloads are encoded for a Transport (default JSON).
-// c must not be nil.
+// Every process that shares the topics must use the same codec. c must not
+// be nil.
 func WithCodec(c Codec) Option {
 	return func(cfg *config) error {
 		if c == nil {
 			return fmt.Errorf("%w: WithCodec(nil)", ErrInvalidOption)
 		}
 		cfg.codec = c
+		return nil
+	}
+}
+
+// WithAckWait sets, on a bus with a Transport, how long the broker waits
+// for a handler to settle an event before it delivers the event again
+// (default DefaultAckWait). While a handler runs, the bus tells the broker
+// every d/3 that it is still working, so a slow handler is not given its
+// event twice; d is then the time it takes for the events of a process
+// that died to go to another. d must be at least 100ms.
+func WithAckWait(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 100*time.Millisecond {
+			return fmt.Errorf("%w: WithAckWait(%v): want at least 100ms", ErrInvalidOption, d)
+		}
+		c.ackWait = d
 		return nil
 	}
 }

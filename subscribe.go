@@ -59,9 +59,10 @@ const (
 
 // typedSub is what a Subscription needs from its generic subscriber[T].
 type typedSub interface {
-	detach()                  // leave the topic's list: nothing more is queued
-	closeQueue()              // no more events; the workers drain and exit
-	discard(undelivered bool) // take back what waits, settling waiters
+	detach()                         // leave the topic's list: nothing more is queued
+	drain(ctx context.Context) error // on a transport: wait for what the broker holds
+	closeQueue()                     // no more events; the workers drain and exit
+	discard(undelivered bool) error  // take back what waits, settling waiters
 }
 
 // exit is called by each worker goroutine as it returns.
@@ -81,8 +82,15 @@ func (s *Subscription) exit(w *worker) {
 // discarded, and no delivery starts after Unsubscribe returns; a delivery
 // already under way finishes its current attempt but is not retried
 // (Unsubscribe does not wait for it, so a handler may unsubscribe itself).
-// Calling it again does nothing. It returns nil for in-memory subscriptions.
+// Calling it again does nothing, and returns nil.
+//
+// On a bus with a Transport, Unsubscribe also stops the subscription's
+// consumers on the broker, which takes a round trip: an ephemeral one is
+// deleted; a durable one (Name, Group) stays, and keeps the events not yet
+// handled for the next subscription of that name. It returns the error of
+// stopping them, if any; in memory it always returns nil.
 func (s *Subscription) Unsubscribe() error {
+	var err error
 	s.unsubscribe.Do(func() {
 		s.typed.detach()
 		s.gate.Add(gateClosed)
@@ -91,13 +99,13 @@ func (s *Subscription) Unsubscribe() error {
 		r.mu.Lock()
 		r.retiring[s] = struct{}{}
 		r.mu.Unlock()
-		s.typed.discard(false)
+		err = s.typed.discard(false)
 		s.bus.forget(s)
 		if s.sync || s.running.Load() == 0 {
 			s.retire()
 		}
 	})
-	return nil
+	return err
 }
 
 // retire moves the counts of an unsubscribed subscription into its topic's
