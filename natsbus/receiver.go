@@ -309,6 +309,9 @@ func (r *receiver) Drain(ctx context.Context) error {
 	tick := time.NewTicker(drainPoll)
 	defer tick.Stop()
 	for {
+		if r.isDone() {
+			return r.errClosed
+		}
 		done, err := r.caughtUp(ctx, &target)
 		if done {
 			return nil

@@ -14,6 +14,13 @@ import (
 	"github.com/quantumtrader/eventbus"
 )
 
+var (
+	_ eventbus.Transport = (*transport)(nil)
+	_ eventbus.Receiver  = (*receiver)(nil)
+	_ eventbus.Drainer   = (*receiver)(nil)
+	_ eventbus.Delivery  = (*delivery)(nil)
+)
+
 // transport implements eventbus.Transport on one JetStream stream.
 type transport struct {
 	nc      *nats.Conn
