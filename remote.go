@@ -85,7 +85,7 @@ func (t *Topic[T]) publishWaitRemote(payload T) error {
 func (t *Topic[T]) decode(env *Envelope) (Event[T], error) {
 	var p T
 	if err := t.bus.cfg.codec.Unmarshal(env.Data, &p); err != nil {
-		return Event[T]{}, fmt.Errorf("eventbus: decoding a %s payload: %w", env.Topic, err)
+		return Event[T]{}, fmt.Errorf("eventbus: cannot decode the %s payload of event %s: %w", env.Topic, env.ID, err)
 	}
 	return Event[T]{ID: env.ID, Topic: env.Topic, Time: env.Time, Payload: p, Metadata: env.Metadata}, nil
 }
@@ -210,7 +210,9 @@ func (s *subscriber[T]) startKeeper() {
 	s.running.Add(1)
 	s.bus.workers.Go(func() error {
 		defer s.exit(nil)
-		tick := time.NewTicker(max(min(nudgeAfter, stallAfter/4), time.Millisecond))
+		// Ticking twice per nudge, the broker hears from a running handler
+		// at least every half ack wait.
+		tick := time.NewTicker(max(min(nudgeAfter/2, stallAfter/4), time.Millisecond))
 		defer tick.Stop()
 		for {
 			select {
