@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -59,7 +60,12 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	srv := natstest.Start(t)
+	return worldOn(t, natstest.Start(t))
+}
+
+// worldOn is newWorld on a server the test chose.
+func worldOn(t *testing.T, srv *natstest.Server) *world {
+	t.Helper()
 	w := &world{t: t, srv: srv, names: srv.Names(t)}
 	js, err := jetstream.New(srv.Connect(t))
 	require.NoError(t, err)
@@ -121,6 +127,23 @@ func (w *world) consumers() []string {
 	}
 	require.NoError(w.t, lister.Err())
 	return names
+}
+
+// ackFloor returns the stream sequence up to which the consumer whose
+// name starts with prefix has acknowledged everything, or 0.
+func (w *world) ackFloor(prefix string) uint64 {
+	w.t.Helper()
+	for _, name := range w.consumers() {
+		if !strings.HasPrefix(name, prefix) {
+			continue
+		}
+		c, err := w.js.Consumer(w.t.Context(), w.names.Stream, name)
+		require.NoError(w.t, err)
+		info, err := c.Info(w.t.Context())
+		require.NoError(w.t, err)
+		return info.AckFloor.Stream
+	}
+	return 0
 }
 
 func publish[T any](t *testing.T, topic *eventbus.Topic[T], payloads ...T) {
