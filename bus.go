@@ -141,7 +141,7 @@ func attachRemote[T any](b *Bus, s *subscriber[T], join func() error) error {
 	s.id = b.nextID
 	s.startKeeper()
 	if err := join(); err != nil {
-		s.stopReceivers()
+		_ = s.stopReceivers() // logged; nothing was delivered yet
 		if s.topic == "*" {
 			s.list.Store(s.list.Load().without(s)) // its list is b.all, under b.mu
 		} else {
