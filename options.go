@@ -133,6 +133,12 @@ func WithStallTimeout(d time.Duration) Option {
 //     process; Queue does not apply, as the broker holds the events.
 //   - SubscribeAll receives the topics this bus has made with NewTopic, now
 //     and later, whoever publishes on them.
+//   - Concurrency(n) lets n events of the subscription be in flight at
+//     once (1 keeps publish order); for a Group, n bounds the whole group.
+//   - Stats count what this process did: Dispatched counts first
+//     deliveries, a redelivery counts only once handled, and QueueSize is
+//     0, as the backlog is on the broker. Latest is the last event this
+//     bus published.
 //   - Close waits until the bus's consumers have handled what the broker
 //     held for them, then stops them and closes t.
 //
@@ -295,7 +301,12 @@ func OnFull(p FullPolicy) SubOption {
 }
 
 // Name names the subscription in statistics, logs and HandlerError. Without
-// it a subscription is named after its handler function. s must not be empty.
+// it a subscription is named after its handler function. On a bus with a
+// Transport it also makes the subscription durable: its consumer on the
+// broker outlives the process, and a subscription of the same name and
+// topic resumes after the last event acknowledged; subscriptions that
+// share a name and a topic share the consumer, as a Group does. s must not
+// be empty.
 func Name(s string) SubOption {
 	return func(c *subConfig) error {
 		if s == "" {
@@ -378,8 +389,10 @@ func PartitionBy[T any](key func(T) string) SubOption {
 // consumers on a Transport: every event of the topic goes to one member of
 // the group, in whichever process, and the group remembers where it is
 // between restarts (it is durable, like Name). Subscriptions in different
-// groups, or in none, each get every event. The in-memory bus has no
-// groups: Subscribe refuses Group without WithTransport. s must not be empty.
+// groups, or in none, each get every event. Concurrency bounds the events
+// in flight of the whole group, not of each member. The in-memory bus has
+// no groups: Subscribe refuses Group without WithTransport, with an error
+// wrapping ErrInvalidOption and errors.ErrUnsupported. s must not be empty.
 func Group(s string) SubOption {
 	return func(c *subConfig) error {
 		if s == "" {
