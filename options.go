@@ -135,10 +135,11 @@ func WithStallTimeout(d time.Duration) Option {
 //     and later, whoever publishes on them.
 //   - Concurrency(n) lets n events of the subscription be in flight at
 //     once (1 keeps publish order); for a Group, n bounds the whole group.
-//   - Stats count what this process did: Dispatched counts first
-//     deliveries, a redelivery counts only once handled, and QueueSize is
-//     0, as the backlog is on the broker. Latest is the last event this
-//     bus published.
+//   - Stats count what this process did. Dispatched counts an event the
+//     first time the broker delivers it, Delivered each success, so an
+//     event redelivered here after another process died counts as
+//     Delivered only. QueueSize is 0: the backlog is on the broker.
+//     Latest is the last event this bus published.
 //   - Close waits until the bus's consumers have handled what the broker
 //     held for them, then stops them and closes t.
 //
