@@ -86,8 +86,9 @@ func (s *Subscription) exit(w *worker) {
 //
 // On a bus with a Transport, Unsubscribe also stops the subscription's
 // consumers on the broker, which takes a round trip: an ephemeral one is
-// deleted; a durable one (Name, Group) stays, and keeps the events not yet
-// handled for the next subscription of that name. It returns the error of
+// deleted, once the delivery under way (if any) is settled; a durable one
+// (Name, Group) stays, and keeps the events not yet handled for the next
+// subscription of that name. It returns the error of
 // stopping them, if any; in memory it always returns nil.
 func (s *Subscription) Unsubscribe() error {
 	var err error

@@ -227,7 +227,10 @@ func TestBusOverNATS(t *testing.T) {
 		named.WaitN(waitFor, 1)
 
 		require.NoError(t, rec.Subscription().Unsubscribe())
-		assert.Len(t, w.consumers(), 1, "Unsubscribe deletes the ephemeral consumer, keeps the durable one")
+		// The handler may have returned and its ack not yet: the consumer
+		// goes once the delivery under way is settled.
+		assert.Eventually(t, func() bool { return len(w.consumers()) == 1 }, waitFor, 10*time.Millisecond,
+			"Unsubscribe deletes the ephemeral consumer, keeps the durable one")
 		w.close(consumer)
 		assert.Len(t, w.consumers(), 1, "the durable consumer outlives its process")
 		rec.AssertPayloads([]int{2})
