@@ -2,8 +2,10 @@ package eventbus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -20,29 +22,33 @@ type Bus struct {
 	logger *slog.Logger
 	ids    idgen.Root
 
-	mu       sync.Mutex // guards topics, order, live, watching, and writes of all
-	topics   map[string]topicEntry
-	order    []topicEntry
-	all      atomic.Pointer[subList[any]] // SubscribeAll subscriptions
-	live     map[*Subscription]struct{}
-	nextID   uint64
-	retAll   retiredStats // what SubscribeAll subscriptions that left counted
-	watching bool         // the stall watcher runs
-	workers  errgroup.Group
+	mu     sync.Mutex // guards topics, order, live, watching, and writes of all
+	topics map[string]topicEntry
+	order  []topicEntry
+	all    atomic.Pointer[subList[any]] // SubscribeAll subscriptions
+	live   map[*Subscription]struct{}
+	nextID uint64
+	retAll retiredStats // what SubscribeAll subscriptions that left counted
+	// remoteAll are the SubscribeAll subscriptions on a Transport: each new
+	// topic gets a receiver for each.
+	remoteAll []*subscriber[any]
+	watching  bool // the stall watcher runs
+	workers   errgroup.Group
 
 	// Handlers of asynchronous subscriptions get handlerCtx; Close cancels it.
 	handlerCtx context.Context
 	cancel     context.CancelFunc
 
-	closed      atomic.Bool   // set once by Close: intake stops
-	closing     chan struct{} // closed with closed set
-	quiet       chan struct{} // a topic's last in-flight publish finished
-	aborted     atomic.Bool   // Close's ctx ended: queued events are given up
-	closeOnce   sync.Once
-	drainOnce   [drainPhases]sync.Once
-	stopOnce    sync.Once
-	stopWatch   chan struct{}
-	workersDone chan struct{}
+	closed        atomic.Bool   // set once by Close: intake stops
+	closing       chan struct{} // closed with closed set
+	quiet         chan struct{} // a topic's last in-flight publish finished
+	aborted       atomic.Bool   // Close's ctx ended: queued events are given up
+	closeOnce     sync.Once
+	drainOnce     [drainPhases]sync.Once
+	stopOnce      sync.Once
+	transportOnce sync.Once
+	stopWatch     chan struct{}
+	workersDone   chan struct{}
 }
 
 // New returns a running bus configured by opts. An invalid option is an
@@ -81,8 +87,13 @@ func (b *Bus) subConfig(opts []SubOption) (subConfig, error) {
 			return cfg, err
 		}
 	}
-	if cfg.sync && cfg.buffered != "" {
+	switch {
+	case cfg.sync && cfg.buffered != "":
 		return cfg, fmt.Errorf("%w: Sync() has no buffer, so %s does not apply", ErrInvalidOption, cfg.buffered)
+	case b.cfg.transport != nil && cfg.local != "":
+		return cfg, fmt.Errorf("%w: %s needs the in-memory bus, not a transport: %w", ErrInvalidOption, cfg.local, errors.ErrUnsupported)
+	case b.cfg.transport == nil && cfg.group != "":
+		return cfg, fmt.Errorf("%w: Group needs a transport (WithTransport): %w", ErrInvalidOption, errors.ErrUnsupported)
 	}
 	return cfg, nil
 }
@@ -117,10 +128,37 @@ func attach[T any](b *Bus, s *subscriber[T], join func() []Event[T]) error {
 	return nil
 }
 
+// attachRemote registers a new subscription on a Transport: join adds it to
+// its list and starts its receivers, under b.mu. If join fails, whatever it
+// started is stopped and the subscription is forgotten.
+func attachRemote[T any](b *Bus, s *subscriber[T], join func() error) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	b.nextID++
+	s.id = b.nextID
+	s.startKeeper()
+	if err := join(); err != nil {
+		_ = s.stopReceivers() // logged; nothing was delivered yet
+		if s.topic == "*" {
+			s.list.Store(s.list.Load().without(s)) // its list is b.all, under b.mu
+		} else {
+			s.detach()
+		}
+		b.remoteAll = slices.DeleteFunc(b.remoteAll, func(x *subscriber[any]) bool { return x.Subscription == s.Subscription })
+		return err
+	}
+	b.live[s.Subscription] = struct{}{}
+	return nil
+}
+
 // forget drops an unsubscribed subscription from the live set.
 func (b *Bus) forget(s *Subscription) {
 	b.mu.Lock()
 	delete(b.live, s)
+	b.remoteAll = slices.DeleteFunc(b.remoteAll, func(x *subscriber[any]) bool { return x.Subscription == s })
 	b.mu.Unlock()
 }
 
@@ -194,6 +232,16 @@ func (b *Bus) Close(ctx context.Context) error {
 				subs = append(subs, s)
 			}
 		}
+		// On a transport the events are on the broker, not in queues: wait
+		// until the consumers have handled what it holds for them.
+		for _, s := range subs {
+			if err := s.typed.drain(ctx); err != nil {
+				if ctx.Err() != nil {
+					err = ctx.Err()
+				}
+				return b.abandon(err)
+			}
+		}
 		b.drainOnce[phase].Do(func() {
 			for _, t := range b.topicList() {
 				if (t.core().name == DeadLetterTopic) == (phase == 2) && phase != 1 {
@@ -221,11 +269,18 @@ func (b *Bus) Close(ctx context.Context) error {
 	})
 	select {
 	case <-b.workersDone:
-		b.cancel()
-		return nil
 	case <-ctx.Done():
 		return b.abandon(ctx.Err())
 	}
+	b.cancel()
+	if t := b.cfg.transport; t != nil {
+		var err error
+		b.transportOnce.Do(func() { err = t.Close(ctx) })
+		if err != nil {
+			return fmt.Errorf("eventbus: closing the transport: %w", err)
+		}
+	}
+	return nil
 }
 
 // abandon is Close giving up at its deadline.
@@ -233,7 +288,7 @@ func (b *Bus) abandon(err error) error {
 	b.aborted.Store(true)
 	b.cancel()
 	for _, s := range b.liveList() {
-		s.typed.discard(true)
+		_ = s.typed.discard(true) // logged; a transport's broker keeps what was not settled
 	}
 	for _, t := range b.topicList() {
 		t.closeRing()

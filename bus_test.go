@@ -31,6 +31,9 @@ func TestNewRejectsInvalidOptions(t *testing.T) {
 		{"zero workers", eventbus.WithWorkers(0)},
 		{"a nil logger", eventbus.WithLogger(nil)},
 		{"a nil error handler", eventbus.WithErrorHandler(nil)},
+		{"a nil transport", eventbus.WithTransport(nil)},
+		{"a nil codec", eventbus.WithCodec(nil)},
+		{"an ack wait under 100ms", eventbus.WithAckWait(50 * time.Millisecond)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,6 +56,8 @@ func TestSubscribeRejectsInvalidOptions(t *testing.T) {
 		{"zero concurrency", eventbus.Concurrency(0)},
 		{"an unknown full policy", eventbus.OnFull(eventbus.FullPolicy(9))},
 		{"an empty name", eventbus.Name("")},
+		{"an empty group", eventbus.Group("")},
+		{"a group without a transport", eventbus.Group("executors")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -20,7 +20,7 @@ type DeadLetter struct {
 	Subscriber string            `json:"subscriber"` // name of the subscription that failed
 	Attempts   int               `json:"attempts"`   // handler calls made
 	Error      string            `json:"error"`      // the last attempt's error
-	Payload    any               `json:"payload"`    // the original payload (its typed value, in memory)
+	Payload    any               `json:"payload"`    // the original payload: its typed value in memory; over a transport, as the codec decodes it into an any (with JSON, maps, slices and float64s)
 	Metadata   map[string]string `json:"metadata,omitempty"`
 }
 

@@ -27,6 +27,7 @@ type subscriber[T any] struct {
 	// lock, or, for SubscribeAll, a lock of its own taken by the publishers
 	// of every topic.
 	prodMu sync.Locker
+	remote *remoteState // set on a bus with a Transport, instead of lanes
 }
 
 // laneT is the typed half of a lane: its ring and its group in it.
@@ -73,6 +74,11 @@ func newSubscriber[T any](b *Bus, topic string, h Handler[T], cfg subConfig, whe
 	s.typed = s
 	if cfg.sync {
 		close(s.done)
+		return s, nil
+	}
+	if b.cfg.transport != nil {
+		s.remote = newRemoteState(b, cfg)
+		s.Subscription.remote = true
 		return s, nil
 	}
 	lanes, perLane, size := 1, cfg.concurrency, cfg.queueSize
@@ -158,7 +164,13 @@ func (s *subscriber[T]) detach() {
 }
 
 // closeQueue tells the workers that nothing more comes; they drain and exit.
+// On a transport the receivers stop: the broker keeps what a durable
+// consumer has not received.
 func (s *subscriber[T]) closeQueue() {
+	if s.remote != nil {
+		_ = s.stopReceivers() // logged; the broker redelivers what was not settled
+		return
+	}
 	s.prodMu.Lock()
 	defer s.prodMu.Unlock()
 	for _, l := range s.lanes {
@@ -166,6 +178,16 @@ func (s *subscriber[T]) closeQueue() {
 			l.ring.Close()
 		}
 	}
+}
+
+// drain waits until the broker has no more events for the subscription's
+// consumers than it held when drain began; in memory it returns at once, as
+// closeQueue lets the workers drain their rings.
+func (s *subscriber[T]) drain(ctx context.Context) error {
+	if s.remote == nil {
+		return nil
+	}
+	return s.drainRemote(ctx)
 }
 
 // leaveRings takes back what the lanes had not handed out, settling
@@ -200,7 +222,13 @@ func (s *subscriber[T]) leaveRings(undelivered bool) {
 	}
 }
 
-func (s *subscriber[T]) discard(undelivered bool) { s.leaveRings(undelivered) }
+func (s *subscriber[T]) discard(undelivered bool) error {
+	if s.remote != nil {
+		return s.stopReceivers()
+	}
+	s.leaveRings(undelivered)
+	return nil
+}
 
 func (s *subscriber[T]) abandoned(ev *Event[T]) error {
 	return fmt.Errorf("eventbus: %s: event %s abandoned: %w", s.Subscription, ev.ID, ErrClosed)
@@ -460,17 +488,28 @@ func (s *subscriber[T]) deadLetter(ctx context.Context, ev *Event[T], he *Handle
 			slog.String("subscriber", s.name), slog.String("event_id", ev.ID.String()), slog.Any("error", he.Err))
 		return
 	}
-	dl := DeadLetter{
-		Topic: ev.Topic, EventID: ev.ID, Time: ev.Time, Subscriber: s.name,
-		Attempts: he.Attempt, Error: he.Err.Error(), Payload: ev.Payload, Metadata: ev.Metadata,
-	}
-	if err := s.bus.publishDeadLetter(s.bus.handlerCtx, dl); err != nil {
+	if err := s.sendLetter(s.letter(ev, he)); err != nil {
 		s.bus.logger.LogAttrs(ctx, slog.LevelError, "eventbus: dead letter lost",
 			slog.String("topic", ev.Topic), slog.String("event_id", ev.ID.String()),
 			slog.String("subscriber", s.name), slog.Any("error", err))
-		return
+	}
+}
+
+// letter is the dead letter of ev, whose last attempt failed with he.
+func (s *subscriber[T]) letter(ev *Event[T], he *HandlerError) *DeadLetter {
+	return &DeadLetter{
+		Topic: ev.Topic, EventID: ev.ID, Time: ev.Time, Subscriber: s.name,
+		Attempts: he.Attempt, Error: he.Err.Error(), Payload: ev.Payload, Metadata: ev.Metadata,
+	}
+}
+
+// sendLetter publishes dl and counts it.
+func (s *subscriber[T]) sendLetter(dl *DeadLetter) error {
+	if err := s.bus.publishDeadLetter(s.bus.handlerCtx, *dl); err != nil {
+		return err
 	}
 	s.c.deadLettered.Add(1)
+	return nil
 }
 
 // call runs h, turning a panic into an error with the stack. Unlike errgroup,

@@ -37,4 +37,31 @@
 // Close stops intake, waits until every accepted event has been handled and
 // every delivery goroutine has exited, or gives up when its ctx ends. No
 // goroutine of the bus outlives a Close that returned nil.
+//
+// # Across processes: transports
+//
+// When one process is not enough, WithTransport puts a broker between the
+// publishers and the subscribers, and the typed code stays as it is:
+//
+//	nc, err := nats.Connect("nats://127.0.0.1:4222")
+//	...
+//	tr, err := natsbus.New(nc) // stream EVENTS, subjects events.<topic>
+//	...
+//	bus, err := eventbus.New(eventbus.WithTransport(tr))
+//
+// Publish then returns once the broker has stored the event, and every
+// subscription of the topic, in any process, receives it: at least once,
+// acknowledged after its handler returns nil, retried with Retry's
+// backoff, then dead-lettered. Name makes a subscription durable across
+// restarts; Group shares one among processes, each event going to one of
+// them. Close waits until the bus's consumers have handled what the broker
+// held for them. Sync, PartitionBy, OnFull other than Block and
+// PublishWait need the publisher and the handlers in one process and are
+// refused with errors.ErrUnsupported; WithTransport lists every difference.
+//
+// A Transport is small and engine-neutral, bytes and headers only: the bus
+// encodes payloads with its Codec (JSON by default) into an Envelope, and
+// the Transport stores and delivers it. Package natsbus implements it on
+// NATS JetStream; this package imports no broker's code. The in-memory bus
+// does not go through a Transport and pays nothing for their existence.
 package eventbus

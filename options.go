@@ -19,6 +19,11 @@ const DefaultWorkers = 4
 // room, before the bus logs it as stalled; see WithStallTimeout.
 const DefaultStallTimeout = 5 * time.Second
 
+// DefaultAckWait is how long the broker of a Transport waits for a handler
+// to settle an event before it delivers the event again, unless WithAckWait
+// says otherwise.
+const DefaultAckWait = 30 * time.Second
+
 // An Option configures a Bus; see New.
 type Option func(*config) error
 
@@ -28,10 +33,16 @@ type config struct {
 	stallTimeout time.Duration
 	logger       *slog.Logger
 	errorHandler func(*HandlerError)
+	transport    Transport
+	codec        Codec
+	ackWait      time.Duration
 }
 
 func defaultConfig() config {
-	return config{queueSize: DefaultQueueSize, workers: DefaultWorkers, stallTimeout: DefaultStallTimeout}
+	return config{
+		queueSize: DefaultQueueSize, workers: DefaultWorkers, stallTimeout: DefaultStallTimeout,
+		codec: JSON, ackWait: DefaultAckWait,
+	}
 }
 
 // WithQueueSize sets the capacity of each asynchronous subscription's buffer
@@ -101,6 +112,77 @@ func WithStallTimeout(d time.Duration) Option {
 	}
 }
 
+// WithTransport makes every topic of the bus publish and subscribe through t,
+// a broker shared by many processes (see package natsbus), instead of
+// delivering in memory. The typed API stays the same, with these
+// differences:
+//
+//   - Publish returns once the broker has stored the event, and the broker
+//     delivers it to every subscription of the topic in every process:
+//     one consumer per subscription, or one per Group.
+//   - Delivery is at least once: an event is acknowledged after its handler
+//     returns nil, retried as Retry says, then dead-lettered; an event whose
+//     process died before settling it is delivered again after the ack wait
+//     (WithAckWait), so handlers must tolerate duplicates.
+//   - Name makes a subscription durable: it resumes where it stopped, across
+//     restarts. Group shares one durable consumer among processes. Without
+//     either, a subscription starts with the events published after it.
+//   - Replay delivers the last event the broker stored for the topic.
+//   - Sync, OnFull other than Block, PartitionBy and PublishWait are not
+//     available, as they need the publisher and the handlers in one
+//     process; Queue does not apply, as the broker holds the events.
+//   - SubscribeAll receives the topics this bus has made with NewTopic, now
+//     and later, whoever publishes on them.
+//   - Concurrency(n) lets n events of the subscription be in flight at
+//     once (1 keeps publish order); for a Group, n bounds the whole group.
+//   - Stats count what this process did. Dispatched counts an event the
+//     first time the broker delivers it, Delivered each success, so an
+//     event redelivered here after another process died counts as
+//     Delivered only. QueueSize is 0: the backlog is on the broker.
+//     Latest is the last event this bus published.
+//   - Close waits until the bus's consumers have handled what the broker
+//     held for them, then stops them and closes t.
+//
+// The bus owns t from then on: its Close closes t. t must not be nil.
+func WithTransport(t Transport) Option {
+	return func(c *config) error {
+		if t == nil {
+			return fmt.Errorf("%w: WithTransport(nil)", ErrInvalidOption)
+		}
+		c.transport = t
+		return nil
+	}
+}
+
+// WithCodec sets how payloads are encoded for a Transport (default JSON).
+// Every process that shares the topics must use the same codec. c must not
+// be nil.
+func WithCodec(c Codec) Option {
+	return func(cfg *config) error {
+		if c == nil {
+			return fmt.Errorf("%w: WithCodec(nil)", ErrInvalidOption)
+		}
+		cfg.codec = c
+		return nil
+	}
+}
+
+// WithAckWait sets, on a bus with a Transport, how long the broker waits
+// for a handler to settle an event before it delivers the event again
+// (default DefaultAckWait). While a handler runs, the bus tells the broker
+// every d/3 that it is still working, so a slow handler is not given its
+// event twice; d is then the time it takes for the events of a process
+// that died to go to another. d must be at least 100ms.
+func WithAckWait(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 100*time.Millisecond {
+			return fmt.Errorf("%w: WithAckWait(%v): want at least 100ms", ErrInvalidOption, d)
+		}
+		c.ackWait = d
+		return nil
+	}
+}
+
 // FullPolicy says what Publish does when an asynchronous subscription's
 // buffer is full; see OnFull.
 type FullPolicy uint8
@@ -147,6 +229,14 @@ type subConfig struct {
 	replay      bool
 	partition   any    // func(T) string, checked against T at Subscribe
 	buffered    string // the first option that needs a buffer, to refuse it with Sync
+	group       string
+	local       string // the first option that needs the in-memory bus, to refuse it with a transport
+}
+
+func (c *subConfig) needsMemory(opt string) {
+	if c.local == "" {
+		c.local = opt
+	}
 }
 
 func (c *subConfig) needsBuffer(opt string) {
@@ -163,6 +253,7 @@ func (c *subConfig) needsBuffer(opt string) {
 func Sync() SubOption {
 	return func(c *subConfig) error {
 		c.sync = true
+		c.needsMemory("Sync")
 		return nil
 	}
 }
@@ -203,12 +294,20 @@ func OnFull(p FullPolicy) SubOption {
 		}
 		c.policy = p
 		c.needsBuffer("OnFull")
+		if p != Block {
+			c.needsMemory("OnFull(" + p.String() + ")")
+		}
 		return nil
 	}
 }
 
 // Name names the subscription in statistics, logs and HandlerError. Without
-// it a subscription is named after its handler function. s must not be empty.
+// it a subscription is named after its handler function. On a bus with a
+// Transport it also makes the subscription durable: its consumer on the
+// broker outlives the process, and a subscription of the same name and
+// topic resumes after the last event acknowledged; subscriptions that
+// share a name and a topic share the consumer, as a Group does. s must not
+// be empty.
 func Name(s string) SubOption {
 	return func(c *subConfig) error {
 		if s == "" {
@@ -282,6 +381,25 @@ func PartitionBy[T any](key func(T) string) SubOption {
 		}
 		c.partition = key
 		c.needsBuffer("PartitionBy")
+		c.needsMemory("PartitionBy")
+		return nil
+	}
+}
+
+// Group makes the subscription one member of a group of competing
+// consumers on a Transport: every event of the topic goes to one member of
+// the group, in whichever process, and the group remembers where it is
+// between restarts (it is durable, like Name). Subscriptions in different
+// groups, or in none, each get every event. Concurrency bounds the events
+// in flight of the whole group, not of each member. The in-memory bus has
+// no groups: Subscribe refuses Group without WithTransport, with an error
+// wrapping ErrInvalidOption and errors.ErrUnsupported. s must not be empty.
+func Group(s string) SubOption {
+	return func(c *subConfig) error {
+		if s == "" {
+			return fmt.Errorf("%w: Group(\"\")", ErrInvalidOption)
+		}
+		c.group = s
 		return nil
 	}
 }

@@ -31,6 +31,7 @@ type Subscription struct {
 	latency     hist.Histogram
 
 	lanes   []*lane // the buffers and workers of an asynchronous subscription
+	remote  bool    // on a Transport: its counts are in c
 	running atomic.Int32
 	done    chan struct{} // closed when the last worker has exited
 	gone    chan struct{} // closed by Unsubscribe: retry waits end
@@ -58,14 +59,17 @@ const (
 
 // typedSub is what a Subscription needs from its generic subscriber[T].
 type typedSub interface {
-	detach()                  // leave the topic's list: nothing more is queued
-	closeQueue()              // no more events; the workers drain and exit
-	discard(undelivered bool) // take back what waits, settling waiters
+	detach()                         // leave the topic's list: nothing more is queued
+	drain(ctx context.Context) error // on a transport: wait for what the broker holds
+	closeQueue()                     // no more events; the workers drain and exit
+	discard(undelivered bool) error  // take back what waits, settling waiters
 }
 
 // exit is called by each worker goroutine as it returns.
 func (s *Subscription) exit(w *worker) {
-	w.flush()
+	if w != nil {
+		w.flush()
+	}
 	if s.running.Add(-1) == 0 {
 		close(s.done)
 		if s.gate.Load()&gateClosed != 0 {
@@ -78,8 +82,16 @@ func (s *Subscription) exit(w *worker) {
 // discarded, and no delivery starts after Unsubscribe returns; a delivery
 // already under way finishes its current attempt but is not retried
 // (Unsubscribe does not wait for it, so a handler may unsubscribe itself).
-// Calling it again does nothing. It returns nil for in-memory subscriptions.
+// Calling it again does nothing, and returns nil.
+//
+// On a bus with a Transport, Unsubscribe also stops the subscription's
+// consumers on the broker, which takes a round trip: an ephemeral one is
+// deleted, once the delivery under way (if any) is settled; a durable one
+// (Name, Group) stays, and keeps the events not yet handled for the next
+// subscription of that name. It returns the error of
+// stopping them, if any; in memory it always returns nil.
 func (s *Subscription) Unsubscribe() error {
+	var err error
 	s.unsubscribe.Do(func() {
 		s.typed.detach()
 		s.gate.Add(gateClosed)
@@ -88,13 +100,13 @@ func (s *Subscription) Unsubscribe() error {
 		r.mu.Lock()
 		r.retiring[s] = struct{}{}
 		r.mu.Unlock()
-		s.typed.discard(false)
+		err = s.typed.discard(false)
 		s.bus.forget(s)
 		if s.sync || s.running.Load() == 0 {
 			s.retire()
 		}
 	})
-	return nil
+	return err
 }
 
 // retire moves the counts of an unsubscribed subscription into its topic's
@@ -130,6 +142,9 @@ func (s *Subscription) retireLate(err error) {
 // load reads the subscription's counts.
 func (s *Subscription) load() tally {
 	t := s.c.load()
+	if s.remote {
+		return t
+	}
 	if s.sync {
 		done := uint64(s.gate.Load()) / gateDone
 		t.dispatched, t.delivered = done, done-min(done, s.c.failed.Load())
@@ -194,6 +209,22 @@ func SubscribeAll(b *Bus, h Handler[any], opts ...SubOption) (*Subscription, err
 		return nil, err
 	}
 	s.list, s.listMu, s.prodMu = &b.all, &b.mu, &sync.Mutex{}
+	if s.remote != nil {
+		err = attachRemote(b, s, func() error {
+			b.all.Store(b.all.Load().with(s))
+			b.remoteAll = append(b.remoteAll, s)
+			for _, t := range b.order {
+				if err := s.listen(t.core().name, t.decodeAny); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return s.Subscription, nil
+	}
 	err = attach(b, s, func() []Event[any] {
 		// Under b.mu. For Replay, every topic's lock is held while the
 		// subscription joins, so each topic's latest event is taken

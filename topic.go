@@ -21,6 +21,7 @@ import (
 type Topic[T any] struct {
 	topicCore
 	validate func(*T) error // nil unless T has a Validate() error method
+	remote   bool           // the bus has a Transport: publish through it
 	subs     atomic.Pointer[subList[T]]
 
 	// mu is the producer lock of the topic's rings. Holding it, a publisher
@@ -57,6 +58,7 @@ type topicEntry interface {
 	lock()
 	unlock()
 	latestLocked() (Event[any], bool)
+	decodeAny(env *Envelope) (Event[any], error)
 }
 
 func (c *topicCore) core() *topicCore { return c }
@@ -66,6 +68,10 @@ func (c *topicCore) core() *topicCore { return c }
 // same *Topic; a different T is an error wrapping ErrTopicType. The name is
 // one or more dot-separated tokens of letters, digits, '_' and '-', at most
 // 255 bytes (it doubles as a NATS subject); anything else wraps ErrInvalidTopic.
+//
+// On a bus with a Transport, a new topic gets a consumer on the broker for
+// each SubscribeAll subscription of the bus; if one cannot be made,
+// NewTopic returns the error and creates nothing.
 func NewTopic[T any](b *Bus, name string) (*Topic[T], error) {
 	if err := checkTopicName(name); err != nil {
 		return nil, err
@@ -82,7 +88,11 @@ func NewTopic[T any](b *Bus, name string) (*Topic[T], error) {
 		topicCore: topicCore{bus: b, name: name, typ: reflect.TypeFor[T](), retired: retiredStats{retiring: map[*Subscription]struct{}{}}},
 		ids:       b.ids.Derive(uint64(len(b.order))),
 		validate:  validatorOf[T](),
+		remote:    b.cfg.transport != nil,
 		closed:    b.closed.Load(),
+	}
+	if err := b.listenNew(name, t.decodeAny); err != nil {
+		return nil, err
 	}
 	b.topics[name] = t
 	b.order = append(b.order, t)
@@ -135,6 +145,9 @@ func (t *Topic[T]) publishEvent(ctx context.Context, ev *Event[T]) error {
 // publish is Publish and PublishEvent; internal publishes (dead letters) are
 // still accepted while Close drains the bus.
 func (t *Topic[T]) publish(ctx context.Context, ev *Event[T], internal bool) error {
+	if t.remote {
+		return t.publishRemote(ctx, ev, internal)
+	}
 	subs, all, n, err := t.accept(ctx, ev, nil, internal)
 	if err != nil {
 		return err
@@ -174,7 +187,15 @@ func hasSync[T any](subs *subList[T], all *subList[any]) bool {
 // for that same subscription when only the caller could handle the event:
 // the event is queued for it and the result includes an error wrapping
 // ErrDeadlock.
+//
+// On a bus with a Transport the handlers may be in other processes, which
+// PublishWait cannot wait for: it publishes nothing and returns an error
+// wrapping errors.ErrUnsupported (or, as above, ErrClosed or a
+// *ValidationError).
 func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
+	if t.remote {
+		return t.publishWaitRemote(payload)
+	}
 	ev := Event[T]{Payload: payload}
 	w := newWaiter(callerWorker(ctx))
 	subs, all, _, err := t.accept(ctx, &ev, w, false)
@@ -465,7 +486,9 @@ func boxed[T any](ev *Event[T]) Event[any] {
 // a time in publish order; the options change that (Sync, Queue,
 // Concurrency, OnFull, Name, Retry, Replay, PartitionBy). It returns an
 // error wrapping ErrNilHandler for a nil h, ErrInvalidOption for a bad
-// option, and ErrClosed once Close has begun.
+// option, and ErrClosed once Close has begun. On a bus with a Transport it
+// makes or joins the subscription's consumer on the broker (see
+// WithTransport), and returns the error if it cannot.
 func (t *Topic[T]) Subscribe(h Handler[T], opts ...SubOption) (*Subscription, error) {
 	if h == nil {
 		return nil, fmt.Errorf("%w: Subscribe on %s", ErrNilHandler, t.name)
@@ -479,6 +502,18 @@ func (t *Topic[T]) Subscribe(h Handler[T], opts ...SubOption) (*Subscription, er
 		return nil, err
 	}
 	s.list, s.listMu, s.prodMu = &t.subs, &t.mu, &t.mu
+	if s.remote != nil {
+		err = attachRemote(t.bus, s, func() error {
+			t.mu.Lock()
+			t.subs.Store(t.subs.Load().with(s))
+			t.mu.Unlock()
+			return s.listen(t.name, t.decode)
+		})
+		if err != nil {
+			return nil, err
+		}
+		return s.Subscription, nil
+	}
 	err = attach(t.bus, s, func() []Event[T] {
 		t.mu.Lock()
 		defer t.mu.Unlock()

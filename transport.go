@@ -31,7 +31,9 @@ type Transport interface {
 	Close(ctx context.Context) error
 }
 
-// Envelope is one event in transit.
+// Envelope is one event in transit: what the typed layer gives a
+// Transport to publish, and what a Delivery gives back. A Transport carries
+// every field unchanged.
 type Envelope struct {
 	ID       ID                // the event ID; also the broker's de-duplication key
 	Topic    string            // the topic name (Event.Type in JSON)
@@ -40,8 +42,10 @@ type Envelope struct {
 	Data     []byte            // the payload, encoded by the bus's Codec
 }
 
-// SubscribeOptions describe the consumer the typed layer wants.
+// SubscribeOptions describe the consumer the typed layer wants: one per
+// subscription and topic (a SubscribeAll subscription has one per topic).
 type SubscribeOptions struct {
+	// Topic is the topic whose events the consumer receives.
 	Topic string
 	// Name makes the consumer durable: it survives restarts of the process
 	// and resumes after the last acknowledged event. Empty: an ephemeral
@@ -62,21 +66,46 @@ type SubscribeOptions struct {
 	AckWait time.Duration
 }
 
-// Receiver yields the deliveries of one consumer.
+// Receiver yields the deliveries of one consumer. It must be safe for
+// concurrent use: a subscription with Concurrency(n) has n goroutines
+// calling Next.
 type Receiver interface {
 	// Next blocks until a delivery arrives, ctx ends (it returns ctx's error)
 	// or the receiver is stopped (it returns ErrClosed).
 	Next(ctx context.Context) (Delivery, error)
 	// Stop ends the consumer: Next returns ErrClosed, deliveries already
 	// handed out can still be settled, and an ephemeral consumer is deleted.
+	// A durable consumer stays with the broker. Stop may be called more
+	// than once.
 	Stop(ctx context.Context) error
+}
+
+// Drainer is implemented by a Receiver that can tell when its consumer has
+// handled what the broker held for it. Bus.Close calls Drain on each
+// receiver, while the receivers still deliver, before it stops them; for a
+// Receiver without Drain, Close stops it at once and the broker keeps what
+// it had not delivered (for a durable consumer) or drops it (for an
+// ephemeral one).
+type Drainer interface {
+	// Drain blocks until every event the broker held for the consumer when
+	// Drain was called is settled: acknowledged or rejected, by this
+	// receiver or, for a shared consumer, by another. It returns nil then,
+	// ctx's error if ctx ends first, or an error wrapping ErrClosed if the
+	// receiver is stopped. Events published after Drain began are not waited
+	// for. The caller keeps calling Next and settling meanwhile.
+	Drain(ctx context.Context) error
 }
 
 // Delivery is one received envelope. Exactly one of Ack, Retry and Reject
 // settles it; InProgress may be called any number of times before that.
+// Its methods may be called from any goroutine, also after the Receiver
+// was stopped.
 type Delivery interface {
+	// Envelope returns the event delivered; the caller must not change it.
 	Envelope() *Envelope
-	// Attempt is 1 for the first delivery of the envelope to this consumer.
+	// Attempt is 1 for the first delivery of the envelope to this
+	// consumer, and counts the broker's deliveries in any process, so that
+	// the Retry limit holds across restarts.
 	Attempt() int
 	// Ack confirms the event was handled: it will not be delivered again.
 	Ack(ctx context.Context) error

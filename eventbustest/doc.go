@@ -40,7 +40,7 @@
 //			bus, err := eventbus.New(eventbus.WithTransport(tr))
 //			require.NoError(t, err)
 //			return bus
-//		}, eventbustest.Capabilities{DurableResume: true})
+//		}, eventbustest.Capabilities{Latest: true, DurableResume: true})
 //	}
 //
 // Every case makes its own bus and topics and closes the bus when it is done;

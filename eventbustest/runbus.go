@@ -31,6 +31,14 @@ type Capabilities struct {
 	// the topic through this bus.
 	Latest bool
 
+	// PublishWait is true if PublishWait waits until every subscription
+	// has handled the event and returns their HandlerErrors. A bus over a
+	// Transport cannot: the handlers may be in other processes, so its
+	// PublishWait returns an error wrapping errors.ErrUnsupported. The
+	// suite checks either way that PublishWait returns ErrClosed after
+	// Close and a *ValidationError for an invalid payload.
+	PublishWait bool
+
 	// DurableResume is true if a subscription with a Name, made again with
 	// that Name on a new bus after the first bus was closed, receives the
 	// events published in between and none it had handled before. It needs
@@ -106,7 +114,7 @@ var cases = []testCase{
 	{name: "stops delivery at Unsubscribe, which is idempotent", run: testUnsubscribe},
 	{name: "starts no delivery of queued events after Unsubscribe returns", run: testUnsubscribeQueued},
 	{name: "keeps delivering when handlers fail or panic", run: testFailures},
-	{name: "returns the joined HandlerErrors from PublishWait", run: testPublishWait},
+	{name: "returns the joined HandlerErrors from PublishWait", needs: []need{needPublishWait}, run: testPublishWait},
 	{name: "refuses an invalid payload with a ValidationError and delivers nothing", run: testValidation},
 	{name: "lets a handler publish to its own topic and to others", run: testPublishFromHandler},
 	{name: "refuses an invalid topic name with ErrInvalidTopic", run: testTopicNames},
@@ -132,6 +140,8 @@ var (
 		func(c Capabilities) bool { return c.Sync }}
 	needLatest = need{"Latest", "the case checks Topic.Latest",
 		func(c Capabilities) bool { return c.Latest }}
+	needPublishWait = need{"PublishWait", "the case checks that PublishWait waits for the handlers",
+		func(c Capabilities) bool { return c.PublishWait }}
 	needDurableResume = need{"DurableResume", "the case closes a bus and resumes a named subscription on a new one",
 		func(c Capabilities) bool { return c.DurableResume }}
 )

@@ -20,8 +20,9 @@ import (
 
 func TestInMemoryBusConforms(t *testing.T) {
 	eventbustest.RunBus(t, newMemoryBus, eventbustest.Capabilities{
-		Sync:   true,
-		Latest: true,
+		Sync:        true,
+		Latest:      true,
+		PublishWait: true,
 		// DurableResume: nothing outlives an in-memory bus.
 	})
 }
@@ -38,7 +39,7 @@ func TestRunBusSkipsTheCasesABackendLacksTheCapabilitiesFor(t *testing.T) {
 		})
 		return ran
 	}
-	all := casesRun("with every capability of memory", eventbustest.Capabilities{Sync: true, Latest: true})
+	all := casesRun("with every capability of memory", eventbustest.Capabilities{Sync: true, Latest: true, PublishWait: true})
 	none := casesRun("with no capability", eventbustest.Capabilities{})
 
 	var skipped []string
@@ -49,6 +50,7 @@ func TestRunBusSkipsTheCasesABackendLacksTheCapabilitiesFor(t *testing.T) {
 	}
 	slices.Sort(skipped)
 	assert.Equal(t, []string{
+		"returns_the_joined_HandlerErrors_from_PublishWait",
 		"returns_the_last_published_event_from_Latest",
 		"runs_a_Sync_handler_inline_before_Publish_returns",
 	}, skipped)
@@ -68,7 +70,7 @@ func TestRunBusFailsAgainstAClosedBus(t *testing.T) {
 			bus := newMemoryBus(t)
 			closeBus(t, bus)
 			return bus
-		}, eventbustest.Capabilities{Sync: true, Latest: true, Timeout: time.Second})
+		}, eventbustest.Capabilities{Sync: true, Latest: true, PublishWait: true, Timeout: time.Second})
 		return
 	}
 	if testing.Short() {

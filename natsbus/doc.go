@@ -72,6 +72,12 @@
 // tell what a consumer is for (its description quotes the original name).
 // Ephemeral consumers are named after the topic and 16 random hex digits.
 //
+// Receivers implement eventbus.Drainer: Drain waits until the consumer has
+// settled every event the stream held for it when Drain began, by asking
+// the broker for the consumer's acknowledgement floor. The bus's Close
+// calls it, so that a bus closes only once its consumers have handled
+// their backlog.
+//
 // # Delivery
 //
 // Delivery is at least once. Receiver.Next hands out one message at a

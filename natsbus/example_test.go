@@ -13,29 +13,63 @@ import (
 	"github.com/quantumtrader/eventbus/natsbus"
 )
 
-// Example publishes an event through the transport and receives it with a
-// durable subscription, as the typed layer of package eventbus does.
+// Example runs a typed topic over NATS JetStream: the code is that of the
+// in-memory bus, with a transport.
 func Example() {
-	// An embedded server stands in for a real one.
-	dir, err := os.MkdirTemp("", "natsbus-example")
+	url, stop := embeddedServer() // a real server's URL in production
+	defer stop()
+	nc, err := nats.Connect(url)
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true,
-	})
+	defer nc.Close() // after the bus's Close
+	tr, err := natsbus.New(nc)
 	if err != nil {
 		log.Fatal(err)
 	}
-	ns.Start()
-	defer ns.WaitForShutdown()
-	defer ns.Shutdown()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		log.Fatal("server not ready")
+	bus, err := eventbus.New(eventbus.WithTransport(tr))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	type trade struct {
+		Symbol string  `json:"symbol"`
+		Qty    float64 `json:"qty"`
+	}
+	trades := eventbus.MustTopic[trade](bus, "trade.executed")
+	handled := make(chan struct{})
+	// Name makes the subscription durable: a restarted ledger resumes
+	// after the last trade it acknowledged. It might run in another
+	// process.
+	_, err = trades.Subscribe(func(_ context.Context, ev eventbus.Event[trade]) error {
+		fmt.Println("ledger:", ev.Payload.Symbol, ev.Payload.Qty)
+		close(handled)
+		return nil
+	}, eventbus.Name("ledger"))
+	if err != nil {
+		log.Fatal(err)
 	}
 
-	nc, err := nats.Connect(ns.ClientURL())
+	if err := trades.Publish(ctx, trade{Symbol: "BTCUSDT", Qty: 0.25}); err != nil {
+		log.Fatal(err) // the broker did not store it
+	}
+	<-handled
+	if err := bus.Close(ctx); err != nil { // closes tr too
+		log.Fatal(err)
+	}
+	// Output:
+	// ledger: BTCUSDT 0.25
+}
+
+// Example_transport publishes an event through the transport and receives
+// it with a durable subscription, as the typed layer of package eventbus
+// does: what a new transport has to do.
+func Example_transport() {
+	url, stop := embeddedServer()
+	defer stop()
+	nc, err := nats.Connect(url)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -78,4 +112,28 @@ func Example() {
 	}
 	// Output:
 	// trade.executed 0193a5e0-7b1c-7a00-8000-00000000002a executor {"symbol":"BTCUSDT","side":"BUY"} attempt 1
+}
+
+// embeddedServer starts a NATS server with JetStream in this process and
+// returns its URL, and a function that stops it and removes its store.
+func embeddedServer() (url string, stop func()) {
+	dir, err := os.MkdirTemp("", "natsbus-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	ns, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		log.Fatal("server not ready")
+	}
+	return ns.ClientURL(), func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		os.RemoveAll(dir)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -20,7 +21,12 @@ import (
 
 // TestMain fails the run if any goroutine outlives the tests: every
 // receiver's pulling goroutine must have been stopped by Stop or Close.
+// Run with $NATSBUS_TEST_ROLE set, the binary is instead one of the
+// processes of TestGroupSurvivesAConsumerKilledMidStream.
 func TestMain(m *testing.M) {
+	if role := os.Getenv(envRole); role != "" {
+		os.Exit(runRole(role))
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -30,6 +30,9 @@ const pullHeartbeat = 2 * time.Second
 // maxRecoverWait caps the wait between attempts to rebuild a consumer.
 const maxRecoverWait = 5 * time.Second
 
+// drainPoll is how often Drain asks the broker how far the consumer is.
+const drainPoll = 20 * time.Millisecond
+
 // receiver implements eventbus.Receiver on a pull consumer, reading one
 // message at a time from a jetstream.MessagesContext.
 type receiver struct {
@@ -289,6 +292,71 @@ func (r *receiver) rebuild(ctx context.Context, gone bool) error {
 	r.iter = it
 	r.mu.Unlock()
 	return nil
+}
+
+// Drain blocks until the consumer has settled every event the stream held
+// for it when Drain was called: each acknowledged or rejected, by this
+// receiver or, for a shared consumer (Group, or a Name used by several
+// receivers), by another. It implements eventbus.Drainer, for the bus's
+// Close. Drain asks the broker every 20ms how far the consumer's
+// acknowledgements have come; failures to ask, as while the connection is
+// reconnecting, are retried until ctx ends, and then Drain returns an
+// error wrapping ctx's, naming the consumer. It returns an error wrapping
+// eventbus.ErrClosed once Stop has been called.
+func (r *receiver) Drain(ctx context.Context) error {
+	var target uint64 // stream sequence of the last event to wait for; 0 until known
+	var lastErr error
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	for {
+		if r.isDone() {
+			return r.errClosed
+		}
+		done, err := r.caughtUp(ctx, &target)
+		if done {
+			return nil
+		}
+		if err != nil {
+			lastErr = err
+		}
+		select {
+		case <-r.done:
+			return r.errClosed
+		case <-ctx.Done():
+			if lastErr != nil {
+				return fmt.Errorf("natsbus: drain consumer %s of %s: %w (last failure: %v)", r.name, r.subject, ctx.Err(), lastErr)
+			}
+			return fmt.Errorf("natsbus: drain consumer %s of %s: %w", r.name, r.subject, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// caughtUp reports whether the consumer has settled everything up to
+// *target, the stream sequence of the last message on its subject when it
+// was first found behind.
+func (r *receiver) caughtUp(ctx context.Context, target *uint64) (bool, error) {
+	r.mu.Lock()
+	c := r.consumer
+	r.mu.Unlock()
+	info, err := c.Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	if info.NumPending == 0 && info.NumAckPending == 0 {
+		return true, nil
+	}
+	if *target == 0 {
+		msg, err := r.t.stream.GetLastMsgForSubject(ctx, r.subject)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return true, nil // the stream holds nothing for the consumer (it was purged)
+		}
+		if err != nil {
+			return false, err
+		}
+		*target = msg.Sequence
+	}
+	return info.AckFloor.Stream >= *target, nil
 }
 
 // Stop ends the receiver. In order: Next stops handing out deliveries and

@@ -400,6 +400,75 @@ func TestReceiver(t *testing.T) {
 	})
 }
 
+func TestDrain(t *testing.T) {
+	t.Parallel()
+
+	t.Run("waits until the events the stream held for the consumer are settled", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		r := h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed", MaxInFlight: 2})
+		envs := h.publish("trade.executed", payloads(3)...)
+		h.publish("policy.updated", payloads(4)...) // later in the stream, for other consumers
+		drainer, ok := r.(eventbus.Drainer)
+		require.True(t, ok, "the receiver implements eventbus.Drainer")
+
+		short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		err := drainer.Drain(short)
+		assert.ErrorIs(t, err, context.DeadlineExceeded, "nothing is settled yet")
+		assert.ErrorContains(t, err, h.subject("trade.executed"))
+
+		retried := false
+		drained := make(chan error, 1)
+		go func() { drained <- drainer.Drain(h.ctx()) }()
+		for got := 0; got < len(envs); {
+			d := h.next(r)
+			if !retried { // a retried event is not settled until it is acknowledged
+				retried = true
+				require.NoError(t, d.Retry(h.ctx(), 0))
+				continue
+			}
+			if d.Envelope().ID == envs[2].ID {
+				require.NoError(t, d.Reject(h.ctx()), "a rejected event is settled too")
+			} else {
+				require.NoError(t, d.Ack(h.ctx()))
+			}
+			got++
+		}
+		select {
+		case err := <-drained:
+			assert.NoError(t, err)
+		case <-time.After(waitFor):
+			t.Fatal("Drain did not return once every event was settled")
+		}
+		assert.NoError(t, drainer.Drain(h.ctx()), "nothing to wait for")
+	})
+
+	t.Run("counts what other members of a group settle", func(t *testing.T) {
+		t.Parallel()
+		srv := natstest.Start(t)
+		h := startHarness(t, srv.Connect(t), srv.Names(t))
+		other := h.sibling(srv)
+		opts := eventbus.SubscribeOptions{Topic: "trade.executed", Group: "executors"}
+		idle, busy := h.subscribe(opts), other.subscribe(opts)
+		require.NoError(t, idle.Stop(h.ctx()), "the idle member takes nothing")
+		h.publish("trade.executed", payloads(2)...)
+		for range 2 {
+			require.NoError(t, other.next(busy).Ack(other.ctx()))
+		}
+		assert.NoError(t, busy.(eventbus.Drainer).Drain(other.ctx()))
+	})
+
+	t.Run("returns ErrClosed after Stop", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		r := h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed", Name: "ledger"})
+		h.publish("trade.executed", "{}")
+		require.NoError(t, r.Stop(h.ctx()))
+		assert.ErrorIs(t, r.(eventbus.Drainer).Drain(h.ctx()), eventbus.ErrClosed)
+	})
+}
+
 func keys[K comparable, V any](m map[K]V) []K {
 	out := make([]K, 0, len(m))
 	for k := range m {

@@ -2,6 +2,7 @@ package natsbus_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,4 +85,85 @@ func receiveUntil(h *harness, r eventbus.Receiver, last eventbus.ID, acked map[e
 		require.NoError(h.t, d.Ack(h.ctx()))
 	}
 	return got
+}
+
+// TestBusSurvivesABrokerRestart is TestBrokerRestart at the typed level:
+// a durable and an ephemeral subscription, one handler still running when
+// the broker stops. Nothing acknowledged comes again, nothing
+// unacknowledged is lost, and Publish fails meanwhile with an error that
+// wraps the cause and names the subject.
+func TestBusSurvivesABrokerRestart(t *testing.T) {
+	t.Parallel()
+	srv := natstest.StartEmbedded(t)
+	w := worldOn(t, srv)
+	producer, consumer := w.bus(), w.bus(eventbus.WithAckWait(time.Second))
+	orders := eventbus.MustTopic[int](producer, "orders")
+
+	var mu sync.Mutex
+	handled := map[string]map[int]int{} // subscription: payload: handler calls
+	holding, release := make(chan struct{}), make(chan struct{})
+	var hold sync.Once
+	record := func(name string) eventbus.Handler[int] {
+		handled[name] = map[int]int{}
+		return func(_ context.Context, ev eventbus.Event[int]) error {
+			mu.Lock()
+			handled[name][ev.Payload]++
+			mu.Unlock()
+			if name == "ledger" && ev.Payload == 4 {
+				hold.Do(func() { // the first call of 4 runs while the broker goes
+					close(holding)
+					<-release
+				})
+			}
+			return nil
+		}
+	}
+	seen := func(name string, payload int) func() bool {
+		return func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return handled[name][payload] > 0
+		}
+	}
+	topic := eventbus.MustTopic[int](consumer, "orders")
+	_, err := topic.Subscribe(record("ledger"), eventbus.Name("ledger"))
+	require.NoError(t, err)
+	_, err = topic.Subscribe(record("ephemeral"))
+	require.NoError(t, err)
+
+	publish(t, orders, 1, 2, 3, 4)
+	// With one event in flight at a time, the ledger holds 4 only once the
+	// broker has recorded the acknowledgements of 1, 2 and 3.
+	<-holding
+	require.Eventually(t, func() bool { return w.ackFloor("orders_") == 4 }, waitFor, 5*time.Millisecond,
+		"the ephemeral subscription's acknowledgements reach the broker")
+
+	srv.Shutdown(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err = orders.Publish(ctx, 5)
+	require.Error(t, err, "Publish with the broker down")
+	assert.ErrorIs(t, err, context.DeadlineExceeded, "the cause")
+	assert.ErrorContains(t, err, w.names.SubjectPrefix+".orders", "the subject")
+	close(release) // its acknowledgement cannot reach the broker now
+
+	srv.Restart(t)
+	publish(t, orders, 6)
+	require.Eventually(t, seen("ledger", 6), waitFor, 5*time.Millisecond)
+	require.Eventually(t, seen("ephemeral", 6), waitFor, 5*time.Millisecond)
+	w.close(consumer)
+
+	mu.Lock()
+	defer mu.Unlock()
+	ledger := handled["ledger"]
+	t.Logf("ledger: 4 handled %d times; the publish that failed during the outage was stored after all: %v", ledger[4], ledger[5] > 0)
+	for _, n := range []int{1, 2, 3, 6} {
+		assert.Equal(t, 1, ledger[n], "ledger: event %d: acknowledged ones come once", n)
+	}
+	assert.Contains(t, []int{1, 2}, ledger[4], "ledger: the event in flight is handled again at most once")
+	assert.LessOrEqual(t, ledger[5], 1, "ledger: the publish refused during the outage")
+	eph := handled["ephemeral"]
+	for _, n := range []int{1, 2, 3, 4, 6} {
+		assert.Equal(t, 1, eph[n], "ephemeral: event %d", n)
+	}
 }

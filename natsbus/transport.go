@@ -14,10 +14,18 @@ import (
 	"github.com/quantumtrader/eventbus"
 )
 
+var (
+	_ eventbus.Transport = (*transport)(nil)
+	_ eventbus.Receiver  = (*receiver)(nil)
+	_ eventbus.Drainer   = (*receiver)(nil)
+	_ eventbus.Delivery  = (*delivery)(nil)
+)
+
 // transport implements eventbus.Transport on one JetStream stream.
 type transport struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	stream  jetstream.Stream // a handle on cfg.stream: its methods ask the broker
 	cfg     config
 	subject string // cfg.prefix + ".", put before every topic
 	log     *slog.Logger
@@ -70,7 +78,7 @@ func New(nc *nats.Conn, opts ...Option) (eventbus.Transport, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
 	defer cancel()
-	if err := t.ensureStream(ctx); err != nil {
+	if t.stream, err = t.ensureStream(ctx); err != nil {
 		return nil, fmt.Errorf("natsbus: stream %s: %w", cfg.stream, err)
 	}
 	return t, nil
@@ -78,7 +86,7 @@ func New(nc *nats.Conn, opts ...Option) (eventbus.Transport, error) {
 
 // ensureStream creates the stream or brings the settings the options
 // govern up to date, leaving the others as they are.
-func (t *transport) ensureStream(ctx context.Context) error {
+func (t *transport) ensureStream(ctx context.Context) (jetstream.Stream, error) {
 	want := jetstream.StreamConfig{
 		Name:        t.cfg.stream,
 		Description: "eventbus events",
@@ -90,31 +98,30 @@ func (t *transport) ensureStream(ctx context.Context) error {
 	}
 	s, err := t.js.Stream(ctx, want.Name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		_, err = t.js.CreateStream(ctx, want)
+		s, err = t.js.CreateStream(ctx, want)
 		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			return err
+			return s, err
 		}
 		// Another process created it first, maybe with other settings.
 		s, err = t.js.Stream(ctx, want.Name)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cur := s.CachedInfo().Config
 	if cur.Storage != want.Storage {
-		return fmt.Errorf("%w: the stream exists with %v and its storage cannot change to %v",
+		return nil, fmt.Errorf("%w: the stream exists with %v and its storage cannot change to %v",
 			eventbus.ErrInvalidOption, cur.Storage, want.Storage)
 	}
 	if slices.Equal(cur.Subjects, want.Subjects) && cur.Retention == want.Retention &&
 		cur.MaxAge == want.MaxAge && cur.Duplicates == want.Duplicates {
-		return nil
+		return s, nil
 	}
 	cur.Subjects = want.Subjects
 	cur.Retention = want.Retention
 	cur.MaxAge = want.MaxAge
 	cur.Duplicates = want.Duplicates
-	_, err = t.js.UpdateStream(ctx, cur)
-	return err
+	return t.js.UpdateStream(ctx, cur)
 }
 
 // Publish stores env in the stream under the subject prefix + "." +

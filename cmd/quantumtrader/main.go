@@ -1,16 +1,38 @@
-// Quantumtrader runs the trading system of Quantum Trader on the in-memory
-// event bus: a simulated market feeds the Opportunity Ranker and the
-// Strategy Runtime, the Executor trades, the Health Monitor watches the
-// drawdown, and the Meta Strategy Controller (MSC AI) turns the whole system
+// Quantumtrader runs the trading system of Quantum Trader on the event
+// bus: a simulated market feeds the Opportunity Ranker and the Strategy
+// Runtime, the Executor trades, the Health Monitor watches the drawdown,
+// and the Meta Strategy Controller (MSC AI) turns the whole system
 // defensive when a market crash drives the health to CRITICAL. Every
 // component talks to the others through the typed topics of package
-// eventbus.
+// eventbus, in memory by default, or over NATS JetStream with -nats, where
+// -role can split the producers and the consumers into separate processes
+// without changing a line of the components.
 //
 // While it runs it shows, per topic, the events per second, the deliveries,
 // the queue depth and the handler latency; at the end it prints a summary
-// per topic, per subscriber and per component, and checks that every
-// published event reached every subscriber. It exits with status 1 if one
-// did not, and 2 for a bad flag.
+// per topic, per subscriber and per component, and a delivery check. It
+// exits with status 1 if the check fails, and 2 for a bad flag.
+//
+// What the delivery check checks depends on where the events went:
+//
+//   - in memory (-role all): every subscription received exactly every
+//     event published on its topics, each handled or dead-lettered;
+//   - over NATS, -role all: every subscription handled at least every event
+//     this process published on its topics (delivery is at least once, and
+//     other processes on the stream, or a durable subscription's backlog
+//     from an earlier run, may add more);
+//   - -role consumers: the events were published by another process, so
+//     the count owed is unknown here and the loss check is skipped, with a
+//     line saying so; it checks that every delivery was handled or
+//     dead-lettered, nothing dropped, and Close drained the backlog;
+//   - -role producers: the same for its one subscription (the Strategy
+//     Generator follows the trades), and the stream stored every event it
+//     published (Publish returned nil); the loss check is the consumers'.
+//
+// The producers are the market feed, the Strategy Generator and the
+// Continuous Learning Manager, the sources of the system's events; the
+// consumers are the other components, the MSC AI included, since it
+// decides on what it hears.
 //
 // Usage:
 //
@@ -18,12 +40,23 @@
 //
 // The flags are:
 //
-//	-duration d   how long the market runs (default 10s)
+//	-duration d   how long the market runs; with -role consumers, how long
+//	              to consume (default 10s)
 //	-rate n       market ticks per second to aim for; 0 means as fast as the
-//	              subscribers keep up (default 5000)
+//	              subscribers keep up (default 5000 in memory, 500 over NATS)
 //	-seed n       seed of the market, the strategies and the flaky webhook (default 1)
 //	-json         print the summary as JSON on stdout (the live view goes to stderr)
 //	-quiet        no live view, only the summary
+//	-nats URL     run over NATS JetStream at URL, e.g. nats://127.0.0.1:4222
+//	-stream name  with -nats: the JetStream stream (default QUANTUMTRADER)
+//	-prefix p     with -nats: the subject prefix of the topics (default quantumtrader)
+//	-role r       all, producers or consumers (default all); producers and
+//	              consumers need -nats
+//
+// Two terminals, one system:
+//
+//	go run ./cmd/quantumtrader -nats nats://127.0.0.1:4222 -role consumers -duration 1m
+//	go run ./cmd/quantumtrader -nats nats://127.0.0.1:4222 -role producers -duration 10s
 package main
 
 import (
@@ -32,8 +65,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
+	"regexp"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -76,23 +112,58 @@ type config struct {
 	seed     uint64
 	json     bool
 	quiet    bool
+	natsURL  string // "" for the in-memory bus
+	stream   string
+	prefix   string
+	role     role
 }
+
+// role is which part of the system a process runs.
+type role string
+
+const (
+	roleAll       role = "all"       // producers and consumers
+	roleProducers role = "producers" // the market feed and the other components that start events
+	roleConsumers role = "consumers" // the subscriptions, and what their handlers publish
+)
+
+// The defaults of the flags that depend on -nats.
+const (
+	memoryRate    = 5000
+	natsRate      = 500 // a tick is consumed by four subscriptions, each one event at a time
+	defaultStream = "QUANTUMTRADER"
+	defaultPrefix = "quantumtrader"
+)
+
+var (
+	streamName    = regexp.MustCompile(`^[A-Za-z0-9_-]{1,255}$`)
+	subjectPrefix = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
+)
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("quantumtrader", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long the market runs")
-	fs.IntVar(&cfg.rate, "rate", 5000, "market ticks per second to aim for; 0 means as fast as the subscribers keep up")
+	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long the market runs; with -role consumers, how long to consume")
+	fs.IntVar(&cfg.rate, "rate", memoryRate, fmt.Sprintf("market ticks per second to aim for; 0 means as fast as the subscribers keep up (%d with -nats)", natsRate))
 	fs.Uint64Var(&cfg.seed, "seed", 1, "seed of the market, the strategies and the flaky webhook")
 	fs.BoolVar(&cfg.json, "json", false, "print the summary as JSON on stdout (the live view goes to stderr)")
 	fs.BoolVar(&cfg.quiet, "quiet", false, "no live view, only the summary")
+	fs.StringVar(&cfg.natsURL, "nats", "", "run over NATS JetStream at this `URL`, e.g. nats://127.0.0.1:4222, instead of in memory")
+	fs.StringVar(&cfg.stream, "stream", defaultStream, "with -nats: the JetStream `stream` that holds the events")
+	fs.StringVar(&cfg.prefix, "prefix", defaultPrefix, "with -nats: the subject `prefix` of the topics")
+	fs.StringVar((*string)(&cfg.role), "role", string(roleAll), "which part of the system runs here: all, producers or consumers (producers and consumers need -nats); the `role` runs until -duration or Ctrl-C")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: quantumtrader [flags]
 
-Runs the trading system of Quantum Trader on the in-memory event bus, shows
-live figures per topic, and checks at the end that every published event
-reached every subscriber (exit status 1 if not).
+Runs the trading system of Quantum Trader on the event bus, in memory or
+over NATS JetStream (-nats), shows live figures per topic, and checks at
+the end that the events reached the subscribers (exit status 1 if not).
+With -nats, -role splits the producers and the consumers into separate
+processes:
+
+  quantumtrader -nats nats://127.0.0.1:4222 -role consumers -duration 1m
+  quantumtrader -nats nats://127.0.0.1:4222 -role producers -duration 10s
 
 Flags:
 `)
@@ -104,6 +175,11 @@ Flags:
 		}
 		return cfg, fmt.Errorf("%w: %v", errUsage, err) // fs printed it with the usage
 	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if cfg.natsURL != "" && !set["rate"] {
+		cfg.rate = natsRate
+	}
 	var problem string
 	switch {
 	case fs.NArg() > 0:
@@ -112,6 +188,18 @@ Flags:
 		problem = fmt.Sprintf("-duration %v: must be positive", cfg.duration)
 	case cfg.rate < 0:
 		problem = fmt.Sprintf("-rate %d: must be 0 (as fast as possible) or positive", cfg.rate)
+	case cfg.role != roleAll && cfg.role != roleProducers && cfg.role != roleConsumers:
+		problem = fmt.Sprintf("-role %q: want all, producers or consumers", cfg.role)
+	case cfg.natsURL == "" && cfg.role != roleAll:
+		problem = fmt.Sprintf("-role %s needs -nats: in memory, producers and consumers share one process", cfg.role)
+	case cfg.natsURL == "" && (set["stream"] || set["prefix"]):
+		problem = "-stream and -prefix need -nats"
+	case cfg.natsURL != "" && !validURL(cfg.natsURL):
+		problem = fmt.Sprintf("-nats %q: want a URL such as nats://127.0.0.1:4222", cfg.natsURL)
+	case !streamName.MatchString(cfg.stream):
+		problem = fmt.Sprintf("-stream %q: want 1 to 255 letters, digits, '-' or '_'", cfg.stream)
+	case len(cfg.prefix) > 128 || !subjectPrefix.MatchString(cfg.prefix):
+		problem = fmt.Sprintf("-prefix %q: want dot-separated tokens of letters, digits, '-' or '_', at most 128 bytes", cfg.prefix)
 	}
 	if problem != "" {
 		fmt.Fprintln(stderr, problem)
@@ -121,15 +209,38 @@ Flags:
 	return cfg, nil
 }
 
+// validURL reports whether s is a server URL nats.Connect takes: one or
+// more, comma-separated, each with a scheme and a host.
+func validURL(s string) bool {
+	for u := range strings.SplitSeq(s, ",") {
+		p, err := url.Parse(strings.TrimSpace(u))
+		if err != nil || p.Host == "" {
+			return false
+		}
+		switch p.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // closeTimeout bounds the drain at the end of a run. The queues hold at
 // most a few seconds of work, so a drain that takes longer is stuck, and
-// the check then reports the undelivered events.
-const closeTimeout = 10 * time.Second
+// the check then reports the undelivered events. Over NATS the backlog is
+// on the broker, and a consumer that lags behind a producer in another
+// process may have more of it.
+const (
+	closeTimeout     = 10 * time.Second
+	closeTimeoutNATS = 30 * time.Second
+)
 
-// run is the whole program: it runs the trading system for cfg.duration or
-// until ctx ends (Ctrl-C), shows the live view, drains the bus, prints the
-// summary and returns errLoss if an event did not reach a subscriber. Every
-// goroutine it starts has ended when it returns.
+// run is the whole program: it runs the part of the trading system its
+// role says for cfg.duration or until ctx ends (Ctrl-C), shows the live
+// view, drains the bus, prints the summary and returns errLoss if the
+// delivery check failed. Every goroutine it starts has ended when it
+// returns.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := parseFlags(args, stderr)
 	if err != nil {
@@ -140,10 +251,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		live = stderr // stdout carries the JSON alone
 	}
 	view := newView(live, cfg)
-	bus, err := newBus(view.logOutput(stderr))
+	bus, disconnect, err := newBus(cfg, view.logOutput(stderr))
 	if err != nil {
 		return err
 	}
+	defer disconnect()
 	sys := newSystem(bus, cfg)
 	consumers, err := sys.startConsumers()
 	if err != nil {
@@ -158,6 +270,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		view.run(runCtx, sys)
 	}()
 	perr := sys.runProducers(runCtx)
+	if cfg.role == roleConsumers {
+		<-runCtx.Done() // the MSC AI's review returns early if it fails
+	}
 	stopRun()
 	<-viewDone
 	elapsed := time.Since(sys.start)
@@ -165,8 +280,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Drain even when ctx was cancelled by Ctrl-C: the summary must count
 	// every accepted event. If settling times out, Close still drains, and
 	// what it refuses shows in the summary.
-	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
-	_ = sys.settle(closeCtx)
+	timeout := closeTimeout
+	if cfg.natsURL != "" {
+		timeout = closeTimeoutNATS
+	}
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	settleCtx, cancelSettle := context.WithTimeout(closeCtx, timeout/2) // leave Close time to drain
+	_ = sys.settle(settleCtx, consumers)
+	cancelSettle()
 	cerr := bus.Close(closeCtx)
 	cancel()
 

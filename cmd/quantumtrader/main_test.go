@@ -16,7 +16,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/quantumtrader/eventbus"
+	"github.com/quantumtrader/eventbus/natsbus/natstest"
 )
 
 // TestMain checks that no goroutine outlives the tests: run must leave none
@@ -164,7 +167,15 @@ func TestBadFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"an unknown flag is refused", []string{"-nats", "nats://localhost:4222"}, "flag provided but not defined: -nats"},
+		{"an unknown flag is refused", []string{"-kafka", "localhost:9092"}, "flag provided but not defined: -kafka"},
+		{"an unknown role is refused", []string{"-role", "sideways"}, `-role "sideways": want all, producers or consumers`},
+		{"a consumers role in memory is refused", []string{"-role", "consumers"}, "-role consumers needs -nats"},
+		{"a producers role in memory is refused", []string{"-role", "producers"}, "-role producers needs -nats"},
+		{"a stream without -nats is refused", []string{"-stream", "EVENTS"}, "-stream and -prefix need -nats"},
+		{"a NATS URL without a scheme is refused", []string{"-nats", "localhost:4222"}, `-nats "localhost:4222": want a URL`},
+		{"a NATS URL of another scheme is refused", []string{"-nats", "http://localhost:4222"}, `-nats "http://localhost:4222": want a URL`},
+		{"a stream name with a dot is refused", []string{"-nats", "nats://localhost:4222", "-stream", "A.B"}, `-stream "A.B": want 1 to 255`},
+		{"a prefix with a wildcard is refused", []string{"-nats", "nats://localhost:4222", "-prefix", "qt.>"}, `-prefix "qt.>": want dot-separated tokens`},
 		{"a malformed duration is refused", []string{"-duration", "soon"}, `invalid value "soon" for flag -duration`},
 		{"a zero duration is refused", []string{"-duration", "0s"}, "-duration 0s: must be positive"},
 		{"a negative rate is refused", []string{"-rate", "-5"}, "-rate -5: must be 0"},
@@ -238,7 +249,7 @@ func TestCheckDelivery(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := ok
 			tc.change(&r)
-			d := checkDelivery([]SubscriptionRow{r}, tc.closeErr)
+			d := checkDelivery([]SubscriptionRow{r}, tc.closeErr, checkExact)
 			if tc.problem == "" {
 				assert.True(t, d.OK)
 				assert.Empty(t, d.Problems)
@@ -272,4 +283,111 @@ func TestHealthOf(t *testing.T) {
 	} {
 		assert.Equal(t, tc.want, healthOf(tc.from, tc.drawdown), "%s at a drawdown of %.3f", tc.from, tc.drawdown)
 	}
+}
+
+func TestCheckDeliveryByRole(t *testing.T) {
+	ok := SubscriptionRow{Component: "Orchestrator", Topic: "policy.updated", Expected: 5, Dispatched: 5, Delivered: 5, Handled: 5}
+	for _, tc := range []struct {
+		name    string
+		kind    checkKind
+		change  func(*SubscriptionRow)
+		problem string // "" for a pass
+	}{
+		{"at least once passes with more than was published", checkAtLeastOnce, func(r *SubscriptionRow) {
+			r.Dispatched, r.Delivered, r.Handled = 7, 7, 7
+		}, ""},
+		{"at least once fails with fewer", checkAtLeastOnce, func(r *SubscriptionRow) {
+			r.Dispatched, r.Delivered, r.Handled = 4, 4, 4
+		}, "4 delivered and 0 dead-lettered of 5 published"},
+		{"the consumers' check ignores what this process published", checkHandled, func(r *SubscriptionRow) {
+			r.Expected = 0
+		}, ""},
+		{"the consumers' check fails on a delivery begun and never finished", checkHandled, func(r *SubscriptionRow) {
+			r.Expected, r.Dispatched = 0, 6
+		}, "5 delivered and 0 dead-lettered of 6 dispatched"},
+		{"the producers' check fails on a dropped event", checkStored, func(r *SubscriptionRow) {
+			r.Dropped = 1
+		}, "1 dropped"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := ok
+			tc.change(&r)
+			d := checkDelivery([]SubscriptionRow{r}, nil, tc.kind)
+			assert.Equal(t, tc.kind, d.Check)
+			if tc.problem == "" {
+				assert.True(t, d.OK, "problems: %q", d.Problems)
+				return
+			}
+			assert.False(t, d.OK)
+			assert.Contains(t, strings.Join(d.Problems, "\n"), tc.problem)
+		})
+	}
+	assert.NotEmpty(t, checkDelivery(nil, nil, checkHandled).Skipped, "the consumers say why the loss check is skipped")
+	assert.NotEmpty(t, checkDelivery(nil, nil, checkStored).Skipped, "the producers say why the loss check is skipped")
+}
+
+func TestRunOverNATS(t *testing.T) {
+	t.Run("runs the whole system over NATS", func(t *testing.T) {
+		srv := natstest.Start(t)
+		names := srv.Names(t)
+		sum, _ := runJSON(t, t.Context(), "-nats", srv.URL(), "-stream", names.Stream, "-prefix", names.SubjectPrefix,
+			"-duration", "1s", "-quiet")
+		assert.True(t, sum.Delivery.OK, "problems: %q", sum.Delivery.Problems)
+		assert.Equal(t, checkAtLeastOnce, sum.Delivery.Check)
+		assert.Equal(t, roleAll, sum.Role)
+		assert.Equal(t, names.Stream, sum.Stream)
+		assert.Equal(t, natsRate, sum.Rate, "the default rate over NATS")
+		assert.NotZero(t, sum.Components.MarketFeed.Ticks)
+		assertOnlyTheWebhookFailed(t, sum)
+	})
+
+	t.Run("splits the producers and the consumers into two runs", func(t *testing.T) {
+		srv := natstest.Start(t)
+		names := srv.Names(t)
+		flags := []string{"-nats", srv.URL(), "-stream", names.Stream, "-prefix", names.SubjectPrefix, "-quiet"}
+
+		// The consumers run until interrupted, as with Ctrl-C.
+		interrupt, stop := context.WithCancel(t.Context())
+		defer stop()
+		consumed := make(chan Summary, 1)
+		go func() {
+			var stdout, stderr bytes.Buffer
+			err := run(interrupt, append(flags, "-role", "consumers", "-duration", "1m", "-json"), &stdout, &stderr)
+			assert.NoError(t, err, "consumers; stderr:\n%s", stderr.String())
+			var sum Summary
+			assert.NoError(t, json.Unmarshal(stdout.Bytes(), &sum))
+			consumed <- sum
+		}()
+		js, err := jetstream.New(srv.Connect(t))
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { // every consumer subscribed: the producers may start
+			s, err := js.Stream(t.Context(), names.Stream)
+			if err != nil {
+				return false
+			}
+			info, err := s.Info(t.Context())
+			return err == nil && info.State.Consumers >= 16
+		}, 30*time.Second, 20*time.Millisecond)
+
+		produced, _ := runJSON(t, t.Context(), append(flags, "-role", "producers", "-duration", "1s")...)
+		stop()
+		consumers := <-consumed
+
+		assert.True(t, produced.Delivery.OK, "producers: %q", produced.Delivery.Problems)
+		assert.Equal(t, checkStored, produced.Delivery.Check)
+		assert.True(t, consumers.Delivery.OK, "consumers: %q", consumers.Delivery.Problems)
+		assert.Equal(t, checkHandled, consumers.Delivery.Check)
+		assert.True(t, consumers.Interrupted)
+		ticks := produced.Components.MarketFeed.Ticks
+		require.NotZero(t, ticks)
+		for _, r := range consumers.Subscriptions {
+			if r.Topic == TickTopic {
+				// The check the program cannot make: the consumers got
+				// every tick the producers published, and once each.
+				assert.Equal(t, ticks, r.Delivered, "%s on %s", r.Component, r.Topic)
+			}
+		}
+		assert.NotEmpty(t, consumers.Components.StrategyRuntime.Live, "the promotions crossed over")
+		assert.Equal(t, ticks, consumers.Components.StrategyRuntime.Ticks)
+	})
 }

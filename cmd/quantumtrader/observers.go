@@ -133,6 +133,12 @@ func newMetricsLogger(bus *eventbus.Bus) *MetricsLogger {
 }
 
 func (m *MetricsLogger) subscribe(w *wiring) error {
+	if w.remote {
+		// Over NATS each topic has a consumer of its own, so the topics
+		// already run in parallel, each in its order; PartitionBy needs
+		// the publisher in this process.
+		return onAll(w, m.bus, "MetricsLogger", m.onEvent)
+	}
 	return onAll(w, m.bus, "MetricsLogger", m.onEvent,
 		eventbus.Concurrency(2), eventbus.PartitionBy(func(p any) string {
 			if t, ok := p.(Tick); ok {

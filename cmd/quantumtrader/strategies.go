@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -84,7 +85,10 @@ func (g *StrategyGenerator) onTrade(_ context.Context, ev eventbus.Event[eventbu
 
 // bootstrap promotes the strategies the session starts with. It waits
 // (PublishWait) until every subscriber has handled each promotion, so that
-// the MSC AI knows them before it sets the first policy.
+// the MSC AI knows them before it sets the first policy. Over NATS the
+// subscribers may be in other processes, which nothing can wait for: the
+// promotions are published all the same, and the MSC AI's review
+// republishes the policy once it has heard of them.
 func (g *StrategyGenerator) bootstrap(ctx context.Context) error {
 	for _, family := range families {
 		g.mu.Lock()
@@ -94,7 +98,11 @@ func (g *StrategyGenerator) bootstrap(ctx context.Context) error {
 		c.sharpe = 1.2 + 1.2*g.rng.Float64()
 		p := g.promotionLocked(id, eventbus.StrategyLifecycleLive, "validated in shadow trading before the session")
 		g.mu.Unlock()
-		if err := g.promotions.PublishWait(ctx, p); err != nil {
+		err := g.promotions.PublishWait(ctx, p)
+		if errors.Is(err, errors.ErrUnsupported) {
+			err = g.promotions.Publish(ctx, p)
+		}
+		if err != nil {
 			return err
 		}
 	}

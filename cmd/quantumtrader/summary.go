@@ -9,6 +9,9 @@ import (
 
 // Summary is the outcome of a run, printed as text or, with -json, as JSON.
 type Summary struct {
+	Role          role              `json:"role"`
+	NATS          string            `json:"nats,omitempty"`   // the server's URL; "" in memory
+	Stream        string            `json:"stream,omitempty"` // with NATS
 	Seed          uint64            `json:"seed"`
 	Rate          int               `json:"rate"`
 	Duration      float64           `json:"duration_s"`
@@ -90,16 +93,26 @@ type Components struct {
 	IncidentLog        IncidentState     `json:"incident_log"`
 }
 
-// named lists the components with their names, in the order of the
-// summary.
-func (c Components) named() []struct {
+// namedComponent is a component's name and final state.
+type namedComponent struct {
 	name  string
 	state fmt.Stringer
-} {
-	return []struct {
-		name  string
-		state fmt.Stringer
-	}{
+}
+
+// runsIn reports whether the component runs in role r: the producers are
+// the sources of events, the consumers the others (see startConsumers).
+func (c namedComponent) runsIn(r role) bool {
+	switch c.name {
+	case "Market feed", "Strategy Generator", "Continuous Learning":
+		return r != roleConsumers
+	}
+	return r != roleProducers
+}
+
+// named lists the components with their names, in the order of the
+// summary.
+func (c Components) named() []namedComponent {
+	return []namedComponent{
 		{"Market feed", c.MarketFeed}, {"MSC AI", c.MSCAI}, {"Orchestrator", c.Orchestrator},
 		{"Risk Guard", c.RiskGuard}, {"Portfolio Balancer", c.PortfolioBalancer},
 		{"Strategy Generator", c.StrategyGenerator}, {"Strategy Runtime", c.StrategyRuntime},
@@ -127,7 +140,7 @@ type Scenario struct {
 	Happened               bool    `json:"happened"`
 }
 
-func scenarioOf(c Components) Scenario {
+func scenarioOf(c Components, r role) Scenario {
 	s := Scenario{
 		CrashStart: c.MarketFeed.CrashStart, MarketEnd: c.MarketFeed.MarketTime, CrashDepth: c.MarketFeed.CrashDepth,
 		MaxDrawdown: c.HealthMonitor.MaxDrawdown,
@@ -137,7 +150,10 @@ func scenarioOf(c Components) Scenario {
 		BuysPerSecondNormal:    c.Executor.ByMode[eventbus.RiskModeNormal].BuysPerSecond,
 		BuysPerSecondDefensive: c.Executor.ByMode[eventbus.RiskModeDefensive].BuysPerSecond,
 	}
-	s.Happened = s.CriticalAt > 0 && s.CriticalAt >= s.CrashStart &&
+	// The consumers' process does not run the market, so it cannot tell
+	// when the crash began; its times count from its own start.
+	crashFirst := r == roleConsumers || s.CriticalAt >= s.CrashStart
+	s.Happened = r != roleProducers && s.CriticalAt > 0 && crashFirst &&
 		s.DefensiveAt >= s.CriticalAt && s.OrchestratorTightened && s.RiskGuardTightened &&
 		c.Executor.ByMode[eventbus.RiskModeDefensive].Seconds > 0 &&
 		s.BuysPerSecondDefensive < s.BuysPerSecondNormal
@@ -146,12 +162,52 @@ func scenarioOf(c Components) Scenario {
 
 // Delivery is the result of the delivery check.
 type Delivery struct {
-	OK            bool     `json:"ok"`
-	Subscriptions int      `json:"subscriptions"`
-	Expected      uint64   `json:"expected"`      // deliveries owed: events published times subscriptions
-	Delivered     uint64   `json:"delivered"`     // handled successfully
-	DeadLettered  uint64   `json:"dead_lettered"` // handled, failed every attempt, published as dead letters
-	Problems      []string `json:"problems,omitempty"`
+	OK            bool      `json:"ok"`
+	Check         checkKind `json:"check"` // what was checked, which depends on the role and the bus
+	Subscriptions int       `json:"subscriptions"`
+	Expected      uint64    `json:"expected"`          // deliveries owed: events this process published times subscriptions
+	Delivered     uint64    `json:"delivered"`         // handled successfully
+	DeadLettered  uint64    `json:"dead_lettered"`     // handled, failed every attempt, published as dead letters
+	Skipped       string    `json:"skipped,omitempty"` // why the loss check did not run
+	Problems      []string  `json:"problems,omitempty"`
+}
+
+// checkKind is what the delivery check can know where the process runs.
+type checkKind string
+
+const (
+	// checkExact: in memory, every subscription received exactly every
+	// event published on its topics.
+	checkExact checkKind = "exact"
+	// checkAtLeastOnce: over NATS, with the whole system in the process,
+	// every subscription handled at least every event this process
+	// published on its topics. Delivery is at least once, and a durable
+	// subscription may also get its backlog from an earlier run, or
+	// events of another process on the stream.
+	checkAtLeastOnce checkKind = "at least once"
+	// checkHandled: in the consumers role the events were published by
+	// another process, so what each subscription was owed is unknown
+	// here; every delivery must have been handled or dead-lettered, and
+	// none dropped.
+	checkHandled checkKind = "handled"
+	// checkStored: in the producers role every event Publish accepted
+	// was stored by the stream; its one subscription (the Strategy
+	// Generator's, on the trades the consumers publish) is checked as in
+	// checkHandled.
+	checkStored checkKind = "stored"
+)
+
+// kindOf returns the check that fits a process.
+func kindOf(cfg config) checkKind {
+	switch {
+	case cfg.role == roleProducers:
+		return checkStored
+	case cfg.role == roleConsumers:
+		return checkHandled
+	case cfg.natsURL != "":
+		return checkAtLeastOnce
+	}
+	return checkExact
 }
 
 // checkDelivery checks that every subscription received every event
@@ -159,9 +215,16 @@ type Delivery struct {
 // last failed attempt, dead-lettered: nothing dropped, abandoned or missing.
 // It compares three independent counts: the topics' Published, the
 // subscriptions' statistics, and the components' own counts of what their
-// handlers took.
-func checkDelivery(rows []SubscriptionRow, closeErr error) Delivery {
-	d := Delivery{Subscriptions: len(rows)}
+// handlers took. kind says how much of that the process can know.
+func checkDelivery(rows []SubscriptionRow, closeErr error, kind checkKind) Delivery {
+	d := Delivery{Check: kind, Subscriptions: len(rows)}
+	switch kind {
+	case checkHandled:
+		d.Skipped = "the events were published by another process, so this one cannot know how many each subscription was owed; " +
+			"the broker keeps what a durable subscription did not handle for its next run"
+	case checkStored:
+		d.Skipped = "the events go to the consumers' process, which checks what it handled"
+	}
 	if closeErr != nil {
 		d.Problems = append(d.Problems, fmt.Sprintf("Close gave up: %v", closeErr))
 	}
@@ -170,12 +233,25 @@ func checkDelivery(rows []SubscriptionRow, closeErr error) Delivery {
 		d.Delivered += r.Delivered
 		d.DeadLettered += r.DeadLettered
 		who := fmt.Sprintf("%s on %s", r.Component, r.Topic)
-		if r.Dispatched != r.Expected {
-			d.Problems = append(d.Problems, fmt.Sprintf("%s: %d of %d events dispatched", who, r.Dispatched, r.Expected))
-		}
-		if r.Delivered+r.DeadLettered != r.Expected {
-			d.Problems = append(d.Problems, fmt.Sprintf("%s: %d delivered and %d dead-lettered of %d published",
-				who, r.Delivered, r.DeadLettered, r.Expected))
+		switch kind {
+		case checkExact:
+			if r.Dispatched != r.Expected {
+				d.Problems = append(d.Problems, fmt.Sprintf("%s: %d of %d events dispatched", who, r.Dispatched, r.Expected))
+			}
+			if r.Delivered+r.DeadLettered != r.Expected {
+				d.Problems = append(d.Problems, fmt.Sprintf("%s: %d delivered and %d dead-lettered of %d published",
+					who, r.Delivered, r.DeadLettered, r.Expected))
+			}
+		case checkAtLeastOnce:
+			if r.Delivered+r.DeadLettered < r.Expected {
+				d.Problems = append(d.Problems, fmt.Sprintf("%s: %d delivered and %d dead-lettered of %d published",
+					who, r.Delivered, r.DeadLettered, r.Expected))
+			}
+		case checkHandled, checkStored:
+			if r.Delivered+r.DeadLettered < r.Dispatched {
+				d.Problems = append(d.Problems, fmt.Sprintf("%s: %d delivered and %d dead-lettered of %d dispatched",
+					who, r.Delivered, r.DeadLettered, r.Dispatched))
+			}
 		}
 		if r.Handled != r.Delivered {
 			d.Problems = append(d.Problems, fmt.Sprintf("%s: the handler took %d events, the bus counted %d delivered",
@@ -192,6 +268,7 @@ func checkDelivery(rows []SubscriptionRow, closeErr error) Delivery {
 // summarize collects the outcome of a run once the bus is closed.
 func (s *system) summarize(consumers []*consumer, elapsed time.Duration, interrupted bool, closeErr error) Summary {
 	sum := Summary{
+		Role: s.cfg.role, NATS: s.cfg.natsURL,
 		Seed: s.cfg.seed, Rate: s.cfg.rate, Duration: s.cfg.duration.Seconds(), Elapsed: elapsed.Seconds(),
 		Interrupted: interrupted,
 	}
@@ -229,8 +306,11 @@ func (s *system) summarize(consumers []*consumer, elapsed time.Duration, interru
 		})
 	}
 	sum.Components = s.components()
-	sum.Scenario = scenarioOf(sum.Components)
-	sum.Delivery = checkDelivery(sum.Subscriptions, closeErr)
+	if s.cfg.natsURL != "" {
+		sum.Stream = s.cfg.stream
+	}
+	sum.Scenario = scenarioOf(sum.Components, s.cfg.role)
+	sum.Delivery = checkDelivery(sum.Subscriptions, closeErr, kindOf(s.cfg))
 	sum.Timeline = s.analytics.timelineFrom(0)
 	return sum
 }

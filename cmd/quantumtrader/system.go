@@ -12,16 +12,20 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/quantumtrader/eventbus"
+	"github.com/quantumtrader/eventbus/natsbus"
 )
 
 // capital is what the trading book starts with, in USDT.
 const capital = 100_000.0
 
 // newBus makes the bus of the trading system. It is the one place that
-// chooses the bus: a transport (such as NATS JetStream) would be chosen
-// here, and every component would run unchanged on it.
-func newBus(logOutput io.Writer) (*eventbus.Bus, error) {
+// chooses the bus: in memory, or over NATS JetStream with -nats, and every
+// component runs unchanged on either. disconnect closes the NATS
+// connection, once the bus is closed.
+func newBus(cfg config, logOutput io.Writer) (bus *eventbus.Bus, disconnect func(), err error) {
 	logger := slog.New(slog.NewTextHandler(logOutput, &slog.HandlerOptions{
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if len(groups) == 0 && a.Key == slog.TimeKey {
@@ -30,7 +34,26 @@ func newBus(logOutput io.Writer) (*eventbus.Bus, error) {
 			return a
 		},
 	}))
-	return eventbus.New(eventbus.WithLogger(logger))
+	if cfg.natsURL == "" {
+		bus, err = eventbus.New(eventbus.WithLogger(logger))
+		return bus, func() {}, err
+	}
+	nc, err := nats.Connect(cfg.natsURL,
+		nats.Name("quantumtrader "+string(cfg.role)),
+		nats.MaxReconnects(-1), // ride out a broker restart; Publish reports the outage
+	)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", cfg.natsURL, err)
+	}
+	tr, err := natsbus.New(nc, natsbus.WithStream(cfg.stream), natsbus.WithSubjectPrefix(cfg.prefix), natsbus.WithLogger(logger))
+	if err == nil {
+		bus, err = eventbus.New(eventbus.WithTransport(tr), eventbus.WithLogger(logger))
+	}
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return bus, nc.Close, nil
 }
 
 // system is the trading system: every component, each holding the bus
@@ -75,17 +98,26 @@ func newRand(seed, stream uint64) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, stream))
 }
 
+// consumersSession is the market session the consumers' role assumes for
+// the cadences of its components: its -duration says how long it
+// listens, and the producers' is unknown to it; this is their default.
+const consumersSession = 10 * time.Second
+
 func newSystem(bus *eventbus.Bus, cfg config) *system {
 	start := time.Now()
 	s := &system{cfg: cfg, bus: bus, start: start}
+	session := cfg.duration
+	if cfg.role == roleConsumers {
+		session = consumersSession
+	}
 	s.market = newMarket(cfg.seed)
 	s.feed = newMarketFeed(bus, s.market, cfg)
-	s.msc = newMSCAI(bus, start, cfg.duration/20)
+	s.msc = newMSCAI(bus, start, session/20)
 	s.orch = newOrchestrator(bus)
 	s.risk = newRiskGuard(bus)
 	s.balancer = newPortfolioBalancer(bus)
 	s.ensemble = newEnsembleManager(bus)
-	s.exec = newExecutor(bus, s.orch, s.risk, s.balancer, s.ensemble, cfg.duration/200)
+	s.exec = newExecutor(bus, s.orch, s.risk, s.balancer, s.ensemble, session/200)
 	s.generator = newStrategyGenerator(bus, cfg.seed, cfg.duration/10)
 	s.runtime = newStrategyRuntime(bus, s.exec, cfg.seed)
 	s.learning = newContinuousLearning(bus, cfg.seed, cfg.duration/6)
@@ -98,18 +130,35 @@ func newSystem(bus *eventbus.Bus, cfg config) *system {
 	return s
 }
 
-// startConsumers subscribes every consumer. It runs before any producer,
-// so each subscription exists from the first event on, which is what the
-// delivery check relies on.
+// The roles split the components in two. The producers are the sources
+// of the system's events: the market feed, and the Strategy Generator and
+// the Continuous Learning Manager, which invent strategies and models on
+// their own cadence. The consumers are the components that react to
+// events, the MSC AI included: it decides on what it hears of the health,
+// the strategies and the trades, so its policies come from where its
+// subscriptions are. The Strategy Generator also follows the trades, to
+// retire losing strategies, so the producers' process has that one
+// subscription.
+
+// startConsumers subscribes the consumers of the process's role. It runs
+// before any producer, so each subscription exists from the first event
+// on, which is what the delivery check relies on.
 func (s *system) startConsumers() ([]*consumer, error) {
-	w := &wiring{}
-	for _, subscribe := range []func(*wiring) error{
+	w := &wiring{remote: s.cfg.natsURL != ""}
+	subscribers := []func(*wiring) error{
 		s.orch.subscribe, s.risk.subscribe, s.balancer.subscribe,
 		s.msc.subscribe, s.generator.subscribe, s.runtime.subscribe,
 		s.ensemble.subscribe, s.health.subscribe, s.notifier.subscribe,
 		s.ranker.subscribe, s.analytics.subscribe, s.metrics.subscribe,
 		s.incidents.subscribe,
-	} {
+	}
+	switch s.cfg.role {
+	case roleProducers:
+		subscribers = subscribers[4:5] // the Strategy Generator's
+	case roleConsumers:
+		subscribers = append(subscribers[:4:4], subscribers[5:]...)
+	}
+	for _, subscribe := range subscribers {
 		if err := subscribe(w); err != nil {
 			return nil, err
 		}
@@ -120,54 +169,110 @@ func (s *system) startConsumers() ([]*consumer, error) {
 	return w.consumers, nil
 }
 
-// runProducers runs the producers until ctx ends: first the strategies the
-// session starts with and the first policy, then the market feed, the
-// Strategy Generator's reviews, the Continuous Learning Manager's
-// retraining and the MSC AI's reviews, each in its own goroutine. It
-// returns when they all have.
+// runProducers runs what starts events in the process's role until ctx
+// ends, and returns when all of it has. In the role all: first the
+// strategies the session starts with and the first policy, then the
+// market feed, the Strategy Generator's reviews, the Continuous Learning
+// Manager's retraining and the MSC AI's reviews, each in its own
+// goroutine. The producers' role runs the same without the MSC AI, the
+// consumers' role the MSC AI alone.
 func (s *system) runProducers(ctx context.Context) error {
-	if err := s.generator.bootstrap(ctx); err != nil {
-		return ignoreEnd(err)
+	sources := s.cfg.role != roleConsumers
+	controller := s.cfg.role != roleProducers
+	if sources {
+		if err := s.generator.bootstrap(ctx); err != nil {
+			return ignoreEnd(err)
+		}
 	}
-	if err := s.msc.publishFirstPolicy(ctx); err != nil {
-		return ignoreEnd(err)
+	if controller {
+		if err := s.msc.publishFirstPolicy(ctx); err != nil {
+			return ignoreEnd(err)
+		}
 	}
 	var g errgroup.Group
-	g.Go(func() error { return ignoreEnd(s.feed.run(ctx)) })
-	g.Go(func() error { return ignoreEnd(s.generator.run(ctx)) })
-	g.Go(func() error { return ignoreEnd(s.learning.run(ctx)) })
-	g.Go(func() error { return ignoreEnd(s.msc.run(ctx)) })
+	if sources {
+		g.Go(func() error { return ignoreEnd(s.feed.run(ctx)) })
+		g.Go(func() error { return ignoreEnd(s.generator.run(ctx)) })
+		g.Go(func() error { return ignoreEnd(s.learning.run(ctx)) })
+	}
+	if controller {
+		g.Go(func() error { return ignoreEnd(s.msc.run(ctx)) })
+	}
 	return g.Wait()
 }
 
 // settle waits, once the producers have stopped, until the bus is quiet:
-// no event queued, every delivery begun finished, and nothing published
-// between two such looks. Handlers here publish in reaction to what they
+// every delivery begun finished, nothing published between two looks,
+// and nothing left to come. Handlers here publish in reaction to what they
 // handle (a tick may make a trade, a trade a health change, a health
 // change a policy), and Close refuses every publish once it begins, so the
 // chains of reactions must run out first, or their last links would fail
 // with ErrClosed. The bus has no call that waits for this, hence the
 // polling of its statistics.
-func (s *system) settle(ctx context.Context) error {
-	t := time.NewTicker(2 * time.Millisecond)
+//
+// What "nothing left to come" means depends on where the events wait: in
+// memory, no queue holds any; over NATS the backlog is on the broker, so
+// in the role all each subscription must have handled at least what this
+// process published on its topics, and in the consumers role, where that
+// is unknown, the deliveries must have stopped for a while.
+func (s *system) settle(ctx context.Context, consumers []*consumer) error {
+	if s.cfg.role == roleProducers {
+		return nil // its one handler publishes nothing: Close drains it
+	}
+	every := 2 * time.Millisecond
+	if s.cfg.natsURL != "" {
+		every = 100 * time.Millisecond // a look is not free, and deliveries come in round trips
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
-	quietAt := ^uint64(0) // Published at the last quiet look
+	var last look
+	quietBefore := false
 	for {
 		st := s.bus.Stats()
-		quiet := st.QueueSize == 0 && st.Dispatched == st.Delivered+st.DeadLettered
-		if quiet && st.Published == quietAt {
+		quiet := st.QueueSize == 0 && st.Dispatched == st.Delivered+st.DeadLettered && s.caughtUp(consumers)
+		if s.cfg.role == roleConsumers {
+			quiet = quiet && st.Dispatched == last.dispatched
+		}
+		if quiet && quietBefore && st.Published == last.published {
 			return nil
 		}
-		quietAt = ^uint64(0)
-		if quiet {
-			quietAt = st.Published
-		}
+		quietBefore, last = quiet, look{published: st.Published, dispatched: st.Dispatched}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
 		}
 	}
+}
+
+// look is what settle compares between two looks at the statistics.
+type look struct{ published, dispatched uint64 }
+
+// caughtUp reports whether, over NATS in the role all, every subscription
+// has handled at least what this process published on its topics; the
+// broker holds the rest of the backlog, where Stats cannot see it. It is
+// always true in memory, where the queues show the backlog, and in the
+// consumers role, which does not know what was published.
+func (s *system) caughtUp(consumers []*consumer) bool {
+	if s.cfg.natsURL == "" || s.cfg.role != roleAll {
+		return true
+	}
+	published := map[string]uint64{}
+	var all uint64
+	for _, t := range s.bus.Topics() {
+		published[t.Name] = t.Published
+		all += t.Published
+	}
+	for _, c := range consumers {
+		want := published[c.topic]
+		if c.topic == "*" {
+			want = all
+		}
+		if st := c.sub.Stats(); st.Delivered+st.DeadLettered < want {
+			return false
+		}
+	}
+	return true
 }
 
 // ignoreEnd drops the error a producer gets when the run ends under it.
@@ -198,6 +303,7 @@ func every(ctx context.Context, d time.Duration, f func(context.Context) error) 
 // component's own count of the events its handler took: a witness of
 // delivery kept apart from the bus's statistics.
 type wiring struct {
+	remote    bool // over NATS: the options that need one process are not available
 	consumers []*consumer
 }
 

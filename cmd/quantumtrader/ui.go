@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/quantumtrader/eventbus"
 )
 
 // viewMode is how the live view shows itself.
@@ -127,24 +129,35 @@ func (v *view) frame(s *system, last bool) {
 	elapsed := min(now.Sub(s.start), v.cfg.duration)
 	h := s.health.state()
 	ex := s.exec.state()
-	mode := s.risk.mode()
+	mode := string(s.risk.mode())
 	if mode == "" {
 		mode = "-"
+	}
+	// The state of the trading book is the consumers': a producers'
+	// process shows its publishing only.
+	book := v.cfg.role != roleProducers
+	rateName := "events/s"
+	if v.cfg.role == roleConsumers {
+		rateName = "handled/s"
 	}
 	if v.mode == viewPlain {
 		var rate, delivered uint64
 		queue := 0
 		for _, t := range topics {
-			rate += t.Published - v.published[t.Name]
-			v.published[t.Name] = t.Published
+			rate += v.counted(t) - v.published[t.Name]
+			v.published[t.Name] = v.counted(t)
 			delivered += t.Delivered
 			queue += t.QueueSize
 		}
 		if last {
 			b.WriteString("end: ") // with the rate averaged over the run
 		}
-		fmt.Fprintf(&b, "t=%.1fs events/s=%.0f delivered=%d queue=%d equity=%.0f drawdown=%.1f%% health=%s policy=%s buys=%d open=%d\n",
-			elapsed.Seconds(), float64(rate)/dt, delivered, queue, ex.Equity, 100*h.Drawdown, h.Status, mode, ex.Buys, ex.OpenLots)
+		fmt.Fprintf(&b, "t=%.1fs %s=%.0f delivered=%d queue=%d", elapsed.Seconds(), rateName, float64(rate)/dt, delivered, queue)
+		if book {
+			fmt.Fprintf(&b, " equity=%.0f drawdown=%.1f%% health=%s policy=%s buys=%d open=%d",
+				ex.Equity, 100*h.Drawdown, h.Status, mode, ex.Buys, ex.OpenLots)
+		}
+		b.WriteString("\n")
 		v.w.Write(b.Bytes())
 		return
 	}
@@ -158,17 +171,32 @@ func (v *view) frame(s *system, last bool) {
 	line("")
 	line("quantumtrader · seed %d · %s  %s  %.1fs / %.1fs",
 		v.cfg.seed, rateText(v.cfg.rate), bar(elapsed.Seconds()/v.cfg.duration.Seconds(), 20), elapsed.Seconds(), v.cfg.duration.Seconds())
-	line("%-22s %9s %10s %10s %6s %9s", "TOPIC", "EVENTS/S", "PUBLISHED", "DELIVERED", "QUEUE", "P99")
+	rateHeader := strings.ToUpper(rateName)
+	line("%-22s %9s %10s %10s %6s %9s", "TOPIC", rateHeader, "PUBLISHED", "DELIVERED", "QUEUE", "P99")
 	for _, t := range topics {
-		rate := float64(t.Published-v.published[t.Name]) / dt
-		v.published[t.Name] = t.Published
+		rate := float64(v.counted(t)-v.published[t.Name]) / dt
+		v.published[t.Name] = v.counted(t)
 		line("%-22s %9s %10s %10s %6d %9s", t.Name, commas(uint64(math.Round(rate))), commas(t.Published),
 			commas(t.Delivered), t.QueueSize, latency(t.LatencyP99))
 	}
-	line("health %s · policy %s · equity %s (drawdown %.1f%%) · %s buys",
-		h.Status, mode, money(ex.Equity), 100*h.Drawdown, commas(ex.Buys))
+	if book {
+		line("health %s · policy %s · equity %s (drawdown %.1f%%) · %s buys",
+			h.Status, mode, money(ex.Equity), 100*h.Drawdown, commas(ex.Buys))
+	} else {
+		line("producers: the trading book is in the consumers' process")
+	}
 	v.height = lines
 	v.w.Write(b.Bytes())
+}
+
+// counted is what the rates of the view count: the events published, or,
+// in the consumers role, where the events are published elsewhere, those
+// delivered.
+func (v *view) counted(t eventbus.TopicStats) uint64 {
+	if v.cfg.role == roleConsumers {
+		return t.Delivered
+	}
+	return t.Published
 }
 
 func rateText(rate int) string {
@@ -243,8 +271,8 @@ func writeSummary(w io.Writer, s Summary) error {
 		how = "interrupted after"
 	}
 	p("")
-	p("Quantum Trader %s %.1fs (seed %d, %s): %s events published, %s delivered, %s, %s dead-lettered",
-		how, s.Elapsed, s.Seed, rateText(s.Rate), commas(s.Bus.Published), commas(s.Bus.Delivered),
+	p("Quantum Trader %s %.1fs (seed %d, %s, %s): %s events published, %s delivered, %s, %s dead-lettered",
+		how, s.Elapsed, s.Seed, rateText(s.Rate), whereText(s), commas(s.Bus.Published), commas(s.Bus.Delivered),
 		count(s.Bus.Retries, "retry", "retries"), commas(s.Bus.DeadLettered))
 	p("")
 	p("%-22s %10s %9s %10s %7s %4s %10s %9s %9s", "TOPIC", "PUBLISHED", "EVENTS/S", "DELIVERED", "RETRIES", "DEAD", "HIGH-WATER", "P50", "P99")
@@ -255,29 +283,79 @@ func writeSummary(w io.Writer, s Summary) error {
 	p("")
 	p("%-18s %-22s %10s %10s %7s %4s %7s %10s %9s", "SUBSCRIBER", "TOPIC", "EXPECTED", "DELIVERED", "RETRIES", "DEAD", "DROPPED", "HIGH-WATER", "P99")
 	for _, r := range s.Subscriptions {
-		p("%-18s %-22s %10s %10s %7d %4d %7d %10d %9s", r.Component, r.Topic, commas(r.Expected), commas(r.Delivered),
+		expected := commas(r.Expected)
+		if s.Delivery.Check == checkHandled || s.Delivery.Check == checkStored {
+			expected = "-" // published by another process
+		}
+		p("%-18s %-22s %10s %10s %7d %4d %7d %10d %9s", r.Component, r.Topic, expected, commas(r.Delivered),
 			r.Retries, r.DeadLettered, r.Dropped, r.HighWater, latency(usec(r.P99)))
 	}
 	p("")
 	for _, c := range s.Components.named() {
-		p("%-20s %s", c.name, c.state)
+		if c.runsIn(s.Role) {
+			p("%-20s %s", c.name, c.state)
+		}
 	}
 	p("")
-	p("Scenario: %s", scenarioText(s.Scenario))
-	if d := s.Delivery; d.OK {
-		p("Delivery check: PASS, every published event reached every subscriber: %d subscriptions owed %s deliveries; %s handled, %s dead-lettered after failing every attempt",
-			d.Subscriptions, commas(d.Expected), commas(d.Delivered), commas(d.DeadLettered))
-	} else {
+	p("Scenario: %s", scenarioText(s.Scenario, s.Role))
+	d := s.Delivery
+	switch {
+	case !d.OK:
 		p("Delivery check: FAIL, events were lost:")
 		for _, problem := range d.Problems {
 			p("  %s", problem)
 		}
+	case d.Check == checkExact:
+		p("Delivery check: PASS, every published event reached every subscriber: %d subscriptions owed %s deliveries; %s handled, %s dead-lettered after failing every attempt",
+			d.Subscriptions, commas(d.Expected), commas(d.Delivered), commas(d.DeadLettered))
+	case d.Check == checkAtLeastOnce:
+		more := ""
+		if d.Delivered+d.DeadLettered > d.Expected {
+			more = " (more than owed: redeliveries, or events a durable subscription kept from an earlier run)"
+		}
+		p("Delivery check: PASS, at least once over NATS, every subscription handled every event this process published on its topics: %d subscriptions owed %s deliveries; %s handled, %s dead-lettered after failing every attempt%s",
+			d.Subscriptions, commas(d.Expected), commas(d.Delivered), commas(d.DeadLettered), more)
+	case d.Check == checkHandled:
+		p("Delivery check: PASS for what this process received: %d subscriptions handled %s deliveries and dead-lettered %s after failing every attempt; none dropped, and Close drained what the broker held for them",
+			d.Subscriptions, commas(d.Delivered), commas(d.DeadLettered))
+		p("Loss check: SKIPPED in the consumers role: %s", d.Skipped)
+	case d.Check == checkStored:
+		p("Delivery check: PASS for what this process published and received: the stream stored each of the %s events before Publish returned; %d subscriptions handled %s deliveries, none dropped",
+			commas(s.Bus.Published), d.Subscriptions, commas(d.Delivered))
+		p("Loss check: SKIPPED in the producers role: %s", d.Skipped)
 	}
 	_, err := w.Write(b.Bytes())
 	return err
 }
 
-func scenarioText(s Scenario) string {
+// whereText says where the events went.
+func whereText(s Summary) string {
+	if s.NATS == "" {
+		return "in memory"
+	}
+	return fmt.Sprintf("over NATS at %s, stream %s, role %s", s.NATS, s.Stream, s.Role)
+}
+
+func scenarioText(s Scenario, r role) string {
+	switch r {
+	case roleProducers:
+		return "played out in the consumers' process: this one runs the market, the strategies and the models"
+	case roleConsumers:
+		text := "as seen from the consumers, in seconds since this process started: "
+		if s.CriticalAt > 0 {
+			text += fmt.Sprintf("health CRITICAL at %.2fs (worst drawdown %.1f%%)", s.CriticalAt, 100*s.MaxDrawdown)
+		} else {
+			text += fmt.Sprintf("health never CRITICAL (worst drawdown %.1f%%)", 100*s.MaxDrawdown)
+		}
+		if s.DefensiveAt > 0 {
+			text += fmt.Sprintf(" → policy DEFENSIVE at %.2fs", s.DefensiveAt)
+		}
+		text += fmt.Sprintf(" → Executor bought %.1f/s while NORMAL, %.1f/s while DEFENSIVE", s.BuysPerSecondNormal, s.BuysPerSecondDefensive)
+		if s.Happened {
+			return text + " (as designed)"
+		}
+		return text + " (the scenario did not complete)"
+	}
 	if s.MarketEnd < s.CrashStart {
 		return fmt.Sprintf("the market stopped at %.2fs, before the crash due at %.2fs", s.MarketEnd, s.CrashStart)
 	}
