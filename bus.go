@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -35,16 +36,18 @@ type Bus struct {
 	watching  bool // the stall watcher runs
 	workers   errgroup.Group
 
-	// Handlers of asynchronous subscriptions get handlerCtx; Close cancels it.
+	// Handlers of asynchronous subscriptions get handlerCtx, marked so that
+	// their publishes pass while Close drains the bus; Close cancels it.
 	handlerCtx context.Context
 	cancel     context.CancelFunc
+	sealed     atomic.Bool // Close found the bus quiet: handlers' publishes are refused too
 
 	closed        atomic.Bool   // set once by Close: intake stops
 	closing       chan struct{} // closed with closed set
 	quiet         chan struct{} // a topic's last in-flight publish finished
 	aborted       atomic.Bool   // Close's ctx ended: queued events are given up
 	closeOnce     sync.Once
-	drainOnce     [drainPhases]sync.Once
+	drainOnce     sync.Once
 	stopOnce      sync.Once
 	transportOnce sync.Once
 	stopWatch     chan struct{}
@@ -77,6 +80,7 @@ func New(opts ...Option) (*Bus, error) {
 		b.logger = slog.Default()
 	}
 	b.handlerCtx, b.cancel = context.WithCancel(context.Background())
+	b.handlerCtx = context.WithValue(b.handlerCtx, handlerKey{}, b)
 	return b, nil
 }
 
@@ -182,27 +186,14 @@ func (b *Bus) retired(topic string) *retiredStats {
 	return &b.topics[topic].core().retired
 }
 
-// Close drains in phases, so that dead letters produced while draining
-// still reach their subscribers: first the subscriptions of ordinary
-// topics, then SubscribeAll ones, and last those of the dead-letter topic,
-// whose own failures are never dead-lettered.
-const drainPhases = 3
-
-func drainPhase(s *Subscription) int {
-	switch s.topic {
-	case "*":
-		return 1
-	case DeadLetterTopic:
-		return 2
-	}
-	return 0
-}
-
 // Close shuts the bus down gracefully, like http.Server.Shutdown: it stops
 // intake (Publish and Subscribe return ErrClosed from then on), lets
 // publishes under way finish, waits until every event already accepted has
 // been handled (retries and dead letters included), and returns nil when
-// the last goroutine of the bus has exited.
+// the last goroutine of the bus has exited. Events that handlers publish
+// while Close drains, in reaction to events accepted before, are still
+// accepted and delivered: Close ends intake for good once no handler runs
+// and nothing waits, in memory or, with a Transport, on the broker.
 //
 // If ctx ends first, Close gives up: it cancels the ctx of running handlers,
 // discards the events still queued (counted in Stats.Undelivered), and
@@ -225,39 +216,25 @@ func (b *Bus) Close(ctx context.Context) error {
 			return b.abandon(err)
 		}
 	}
-	for phase := range drainPhases {
-		var subs []*Subscription
+	if !b.sealed.Load() {
+		if err := b.settle(ctx); err != nil {
+			return b.abandon(err)
+		}
+	}
+	b.drainOnce.Do(func() {
+		b.sealed.Store(true)
+		for _, t := range b.topicList() {
+			t.closeRing()
+		}
 		for _, s := range b.liveList() {
-			if drainPhase(s) == phase {
-				subs = append(subs, s)
-			}
+			s.typed.closeQueue()
 		}
-		// On a transport the events are on the broker, not in queues: wait
-		// until the consumers have handled what it holds for them.
-		for _, s := range subs {
-			if err := s.typed.drain(ctx); err != nil {
-				if ctx.Err() != nil {
-					err = ctx.Err()
-				}
-				return b.abandon(err)
-			}
-		}
-		b.drainOnce[phase].Do(func() {
-			for _, t := range b.topicList() {
-				if (t.core().name == DeadLetterTopic) == (phase == 2) && phase != 1 {
-					t.closeRing()
-				}
-			}
-			for _, s := range subs {
-				s.typed.closeQueue()
-			}
-		})
-		for _, s := range subs {
-			select {
-			case <-s.done:
-			case <-ctx.Done():
-				return b.abandon(ctx.Err())
-			}
+	})
+	for _, s := range b.liveList() {
+		select {
+		case <-s.done:
+		case <-ctx.Done():
+			return b.abandon(ctx.Err())
 		}
 	}
 	b.stopOnce.Do(func() {
@@ -282,6 +259,76 @@ func (b *Bus) Close(ctx context.Context) error {
 	}
 	return nil
 }
+
+// settle waits until the bus is quiet: every worker parked with nothing to
+// read, every consumer on a Transport caught up with the broker, and no
+// event published meanwhile (handlers may publish until then). Being quiet
+// lasts: only a running handler could publish, and none runs.
+func (b *Bus) settle(ctx context.Context) error {
+	wait := 20 * time.Microsecond
+	for {
+		before := b.publishedTotal()
+		for !b.idle() {
+			select {
+			case <-time.After(wait):
+				wait = min(2*wait, 5*time.Millisecond)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		for _, s := range b.liveList() {
+			if err := s.typed.drain(ctx); err != nil {
+				if ctx.Err() != nil {
+					err = ctx.Err()
+				}
+				return err
+			}
+		}
+		if b.publishedTotal() == before && b.idle() {
+			return nil
+		}
+	}
+}
+
+// idle reports whether no in-memory worker has anything to do.
+func (b *Bus) idle() bool {
+	for _, s := range b.liveList() {
+		select {
+		case <-s.done:
+			continue // its workers have exited (Close gave up before)
+		default:
+		}
+		for _, l := range s.lanes {
+			if n, _, _ := l.length(); n > 0 {
+				return false
+			}
+			for _, w := range l.ws {
+				if !w.asleep() {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+func (b *Bus) publishedTotal() uint64 {
+	var n uint64
+	for _, t := range b.topicList() {
+		n += t.publishedCount()
+	}
+	return n
+}
+
+// reacting reports whether ctx is a handler's of this bus, whose publishes
+// pass while Close drains.
+func (b *Bus) reacting(ctx context.Context) bool {
+	h, _ := ctx.Value(handlerKey{}).(*Bus)
+	return h == b && !b.sealed.Load()
+}
+
+// handlerKey marks the ctx of the bus's asynchronous handlers with the bus.
+type handlerKey struct{}
 
 // abandon is Close giving up at its deadline.
 func (b *Bus) abandon(err error) error {

@@ -371,3 +371,39 @@ func TestStatsReportHandlerLatencyPercentiles(t *testing.T) {
 	assert.Equal(t, st.LatencyP50, ts.LatencyP50, "the topic's percentiles cover its one subscription")
 	assert.Equal(t, st.LatencyP99, ts.LatencyP99)
 }
+
+func TestCloseDeliversWhatHandlersPublishWhileItDrains(t *testing.T) {
+	const events = 500
+	bus := newBus(t)
+	orders := eventbus.MustTopic[int](bus, "orders")
+	fills := eventbus.MustTopic[int](bus, "fills")
+	audits := eventbus.MustTopic[int](bus, "audits")
+	var publishErrs atomic.Int64
+	_, err := orders.Subscribe(func(ctx context.Context, ev eventbus.Event[int]) error {
+		if err := fills.Publish(ctx, ev.Payload); err != nil { // a reaction to an accepted event
+			publishErrs.Add(1)
+			return err
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	_, err = fills.Subscribe(func(ctx context.Context, ev eventbus.Event[int]) error {
+		return audits.Publish(ctx, ev.Payload) // and a reaction to the reaction
+	}, eventbus.Queue(8))
+	require.NoError(t, err)
+	h, got := collect[int](events)
+	_, err = audits.Subscribe(h)
+	require.NoError(t, err)
+
+	for n := range events {
+		require.NoError(t, orders.Publish(context.Background(), n))
+	}
+	closeBus(t, bus) // most reactions happen after Close has begun
+
+	assert.Zero(t, publishErrs.Load(), "no reaction was refused")
+	assert.Len(t, drain(got), events, "every reaction of a reaction arrived")
+	assert.ErrorIs(t, orders.Publish(context.Background(), 1), eventbus.ErrClosed, "outsiders are still turned away")
+	st := bus.Stats()
+	assert.EqualValues(t, 3*events, st.Published)
+	assert.EqualValues(t, 3*events, st.Delivered)
+}

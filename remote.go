@@ -36,7 +36,7 @@ func (t *Topic[T]) publishRemote(ctx context.Context, ev *Event[T], internal boo
 		ev.Time = time.Now().UTC()
 	}
 	t.mu.Lock()
-	if t.closed && !internal {
+	if t.closed && !internal && !t.bus.reacting(ctx) {
 		t.mu.Unlock()
 		return ErrClosed
 	}

@@ -58,6 +58,7 @@ type topicEntry interface {
 	lock()
 	unlock()
 	latestLocked() (Event[any], bool)
+	publishedCount() uint64
 	decodeAny(env *Envelope) (Event[any], error)
 }
 
@@ -264,7 +265,7 @@ func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], w *waiter, internal
 	}()
 	for {
 		t.mu.Lock()
-		if t.closed && !internal {
+		if t.closed && !internal && !t.bus.reacting(ctx) {
 			t.mu.Unlock()
 			return nil, nil, 0, ErrClosed
 		}
@@ -310,8 +311,8 @@ func (t *Topic[T]) wait(ctx context.Context, blocker *lane, room <-chan struct{}
 		*stalled = time.NewTimer(t.bus.cfg.stallTimeout)
 	}
 	closing := t.bus.closing
-	if internal {
-		closing = nil // dead letters still go out while Close drains
+	if internal || t.bus.reacting(ctx) {
+		closing = nil // dead letters and handlers' reactions still go out while Close drains
 	}
 	for {
 		select {
@@ -587,6 +588,12 @@ func (t *Topic[T]) closeRing() {
 		t.ring.Close()
 	}
 	t.mu.Unlock()
+}
+
+func (t *Topic[T]) publishedCount() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.published
 }
 
 func (t *Topic[T]) lock()   { t.mu.Lock() }
