@@ -22,6 +22,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,9 +59,77 @@ func Connect(t testing.TB) (*nats.Conn, Names) {
 func Start(t testing.TB) *Server {
 	t.Helper()
 	if url := os.Getenv(EnvURL); url != "" {
-		return &Server{url: url}
+		s := &Server{url: url}
+		s.ensureAnchor(t)
+		return s
 	}
 	return StartEmbedded(t)
+}
+
+// AnchorStream is the one stream the tests leave on a server at
+// $EVENTBUS_NATS_URL: empty, on the subject "natstest.anchor", and there
+// only so that the server's account always holds a stream.
+//
+// NATS servers before 2.10 (Debian's 2.9 among them) remove an account's
+// store directory when its last file stream is deleted, and a stream
+// created on another connection at that moment fails with "error
+// creating store for stream" (the server logs "could not create storage
+// directory ... no such file or directory"). Tests that run in parallel,
+// each with a stream of its own, hit exactly that window; with the anchor
+// in place the directory is never empty and the window never opens.
+const AnchorStream = "NATSTEST_ANCHOR"
+
+// anchored is the URL whose anchor this process has already made sure of.
+var anchored struct {
+	sync.Mutex
+	url string
+}
+
+// ensureAnchor makes sure AnchorStream exists on the server, once per
+// process and URL. Creating the anchor can itself meet the window above
+// (another process deleting the account's last stream), so it tries a few
+// times.
+func (s *Server) ensureAnchor(t testing.TB) {
+	t.Helper()
+	anchored.Lock()
+	defer anchored.Unlock()
+	if anchored.url == s.url {
+		return
+	}
+	nc, err := nats.Connect(s.url)
+	if err != nil {
+		t.Fatalf("natstest: connect to %s: %v", s.url, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("natstest: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg := jetstream.StreamConfig{
+		Name:     AnchorStream,
+		Subjects: []string{"natstest.anchor"},
+		Storage:  jetstream.FileStorage,
+		MaxMsgs:  1,
+	}
+	for attempt := 1; ; attempt++ {
+		_, err = js.Stream(ctx, AnchorStream)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			_, err = js.CreateStream(ctx, cfg)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+				err = nil // another process made it first
+			}
+		}
+		if err == nil {
+			anchored.url = s.url
+			return
+		}
+		if attempt == 5 {
+			t.Fatalf("natstest: anchor stream %s on %s: %v", AnchorStream, s.url, err)
+		}
+		time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+	}
 }
 
 // StartEmbedded starts a server in this process on a free port of
