@@ -24,7 +24,7 @@ out=${OUT:-results}
 benchstat() {
 	local bin
 	bin=$(go env GOPATH)/bin/benchstat
-	if command -v benchstat >/dev/null; then
+	if type -P benchstat >/dev/null; then
 		command benchstat "$@"
 	elif [[ -x $bin ]]; then
 		"$bin" "$@"
