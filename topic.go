@@ -126,7 +126,7 @@ func (t *Topic[T]) Name() string { return t.name }
 // not returned (see PublishWait); they are reported as WithErrorHandler says.
 func (t *Topic[T]) Publish(ctx context.Context, payload T) error {
 	ev := Event[T]{Payload: payload}
-	return t.publishEvent(ctx, &ev)
+	return t.publish(ctx, &ev, false)
 }
 
 // PublishEvent is Publish for a complete event: a non-zero ID and Time and the
@@ -136,11 +136,7 @@ func (t *Topic[T]) PublishEvent(ctx context.Context, ev Event[T]) error {
 	if ev.Topic != "" && ev.Topic != t.name {
 		return fmt.Errorf("%w: event for %q published on %q", ErrInvalidTopic, ev.Topic, t.name)
 	}
-	return t.publishEvent(ctx, &ev)
-}
-
-func (t *Topic[T]) publishEvent(ctx context.Context, ev *Event[T]) error {
-	return t.publish(ctx, ev, false)
+	return t.publish(ctx, &ev, false)
 }
 
 // publish is Publish and PublishEvent; internal publishes (dead letters) are
@@ -206,24 +202,10 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 	if hasSync(subs, all) {
 		var g errgroup.Group
 		g.SetLimit(t.bus.cfg.workers)
-		for _, s := range syncOf(subs) {
-			g.Go(func() error {
-				if err := s.deliverSync(ctx, &ev); err != nil {
-					w.fail(err)
-				}
-				return nil
-			})
-		}
+		goSync(ctx, &g, syncOf(subs), &ev, w)
 		if all != nil && len(all.sync) > 0 {
 			anyEv := boxed(&ev)
-			for _, s := range all.sync {
-				g.Go(func() error {
-					if err := s.deliverSync(ctx, &anyEv); err != nil {
-						w.fail(err)
-					}
-					return nil
-				})
-			}
+			goSync(ctx, &g, all.sync, &anyEv, w)
 		}
 		_ = g.Wait() // the goroutines return nil; errors go to w
 		t.leave()
@@ -234,6 +216,19 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 		return w.err()
 	case <-ctx.Done():
 		return fmt.Errorf("eventbus: PublishWait on %s: %w", t.name, ctx.Err())
+	}
+}
+
+// goSync runs PublishWait's Sync handlers of subs on g, each failure going
+// to w.
+func goSync[T any](ctx context.Context, g *errgroup.Group, subs []*subscriber[T], ev *Event[T], w *waiter) {
+	for _, s := range subs {
+		g.Go(func() error {
+			if err := s.deliverSync(ctx, ev); err != nil {
+				w.fail(err)
+			}
+			return nil
+		})
 	}
 }
 
