@@ -315,16 +315,21 @@ type consumer struct {
 	handled   atomic.Uint64 // handler calls that returned nil
 }
 
-// on subscribes component's handler h to t, named after the component.
-func on[T any](w *wiring, t *eventbus.Topic[T], component string, h eventbus.Handler[T], opts ...eventbus.SubOption) error {
-	c := &consumer{component: component, topic: t.Name()}
-	sub, err := t.Subscribe(func(ctx context.Context, ev eventbus.Event[T]) error {
+// counted wraps h so that c counts the calls that return nil.
+func counted[T any](c *consumer, h eventbus.Handler[T]) eventbus.Handler[T] {
+	return func(ctx context.Context, ev eventbus.Event[T]) error {
 		if err := h(ctx, ev); err != nil {
 			return err
 		}
 		c.handled.Add(1)
 		return nil
-	}, append([]eventbus.SubOption{eventbus.Name(component)}, opts...)...)
+	}
+}
+
+// on subscribes component's handler h to t, named after the component.
+func on[T any](w *wiring, t *eventbus.Topic[T], component string, h eventbus.Handler[T], opts ...eventbus.SubOption) error {
+	c := &consumer{component: component, topic: t.Name()}
+	sub, err := t.Subscribe(counted(c, h), append([]eventbus.SubOption{eventbus.Name(component)}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("%s on %s: %w", component, t.Name(), err)
 	}
@@ -336,13 +341,7 @@ func on[T any](w *wiring, t *eventbus.Topic[T], component string, h eventbus.Han
 // onAll subscribes component's handler h to every topic of bus.
 func onAll(w *wiring, bus *eventbus.Bus, component string, h eventbus.Handler[any], opts ...eventbus.SubOption) error {
 	c := &consumer{component: component, topic: "*"}
-	sub, err := eventbus.SubscribeAll(bus, func(ctx context.Context, ev eventbus.Event[any]) error {
-		if err := h(ctx, ev); err != nil {
-			return err
-		}
-		c.handled.Add(1)
-		return nil
-	}, append([]eventbus.SubOption{eventbus.Name(component)}, opts...)...)
+	sub, err := eventbus.SubscribeAll(bus, counted(c, h), append([]eventbus.SubOption{eventbus.Name(component)}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("%s on every topic: %w", component, err)
 	}

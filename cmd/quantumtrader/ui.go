@@ -341,29 +341,22 @@ func scenarioText(s Scenario, r role) string {
 	case roleProducers:
 		return "played out in the consumers' process: this one runs the market, the strategies and the models"
 	case roleConsumers:
-		text := "as seen from the consumers, in seconds since this process started: "
-		if s.CriticalAt > 0 {
-			text += fmt.Sprintf("health CRITICAL at %.2fs (worst drawdown %.1f%%)", s.CriticalAt, 100*s.MaxDrawdown)
-		} else {
-			text += fmt.Sprintf("health never CRITICAL (worst drawdown %.1f%%)", 100*s.MaxDrawdown)
-		}
-		if s.DefensiveAt > 0 {
-			text += fmt.Sprintf(" → policy DEFENSIVE at %.2fs", s.DefensiveAt)
-		}
-		text += fmt.Sprintf(" → Executor bought %.1f/s while NORMAL, %.1f/s while DEFENSIVE", s.BuysPerSecondNormal, s.BuysPerSecondDefensive)
-		if s.Happened {
-			return text + " (as designed)"
-		}
-		return text + " (the scenario did not complete)"
+		return "as seen from the consumers, in seconds since this process started: " + reactionText(s, "", "")
 	}
 	if s.MarketEnd < s.CrashStart {
 		return fmt.Sprintf("the market stopped at %.2fs, before the crash due at %.2fs", s.MarketEnd, s.CrashStart)
 	}
-	text := fmt.Sprintf("crash of %.0f%% at %.2fs", 100*s.CrashDepth, s.CrashStart)
+	return fmt.Sprintf("crash of %.0f%% at %.2fs", 100*s.CrashDepth, s.CrashStart) + reactionText(s, " → ", ", ")
+}
+
+// reactionText tells what followed the crash: health, policy, trading.
+// critical or calm leads the health part, as it follows a crash or not.
+func reactionText(s Scenario, critical, calm string) string {
+	var text string
 	if s.CriticalAt > 0 {
-		text += fmt.Sprintf(" → health CRITICAL at %.2fs (worst drawdown %.1f%%)", s.CriticalAt, 100*s.MaxDrawdown)
+		text = fmt.Sprintf("%shealth CRITICAL at %.2fs (worst drawdown %.1f%%)", critical, s.CriticalAt, 100*s.MaxDrawdown)
 	} else {
-		text += fmt.Sprintf(", health never CRITICAL (worst drawdown %.1f%%)", 100*s.MaxDrawdown)
+		text = fmt.Sprintf("%shealth never CRITICAL (worst drawdown %.1f%%)", calm, 100*s.MaxDrawdown)
 	}
 	if s.DefensiveAt > 0 {
 		text += fmt.Sprintf(" → policy DEFENSIVE at %.2fs", s.DefensiveAt)
