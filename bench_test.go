@@ -37,18 +37,21 @@ func benchBus(b *testing.B) *eventbus.Bus {
 	return bus
 }
 
-// counters returns n async handlers that count what they receive, and a
-// function that waits until each has counted want events.
-func counting(n int) ([]eventbus.Handler[tick], func(want int64)) {
+// subscribeCounting subscribes n async handlers to topic that count what
+// they receive, and returns a function that waits until each has counted
+// want events.
+func subscribeCounting(tb testing.TB, topic *eventbus.Topic[tick], n int) (wait func(want int64)) {
 	counts := make([]atomic.Int64, n)
-	hs := make([]eventbus.Handler[tick], n)
-	for i := range hs {
-		hs[i] = func(context.Context, eventbus.Event[tick]) error {
+	for i := range counts {
+		_, err := topic.Subscribe(func(context.Context, eventbus.Event[tick]) error {
 			counts[i].Add(1)
 			return nil
+		})
+		if err != nil {
+			tb.Fatal(err)
 		}
 	}
-	return hs, func(want int64) {
+	return func(want int64) {
 		for i := range counts {
 			for counts[i].Load() < want {
 				time.Sleep(20 * time.Microsecond)
@@ -88,12 +91,7 @@ func BenchmarkPublish(b *testing.B) {
 	for _, subs := range []int{1, 4} {
 		b.Run(fmt.Sprintf("async/subs=%d", subs), func(b *testing.B) {
 			topic := eventbus.MustTopic[tick](benchBus(b), "ticks")
-			hs, wait := counting(subs)
-			for _, h := range hs {
-				if _, err := topic.Subscribe(h); err != nil {
-					b.Fatal(err)
-				}
-			}
+			wait := subscribeCounting(b, topic, subs)
 			b.ReportAllocs()
 			var seq uint64
 			for b.Loop() {
@@ -109,12 +107,7 @@ func BenchmarkPublish(b *testing.B) {
 	b.Run("async/parallel", func(b *testing.B) {
 		const subs = 4
 		topic := eventbus.MustTopic[tick](benchBus(b), "ticks")
-		hs, wait := counting(subs)
-		for _, h := range hs {
-			if _, err := topic.Subscribe(h); err != nil {
-				b.Fatal(err)
-			}
-		}
+		wait := subscribeCounting(b, topic, subs)
 		b.ReportAllocs()
 		var published atomic.Int64
 		b.RunParallel(func(pb *testing.PB) {
@@ -149,12 +142,7 @@ func BenchmarkPublishWait(b *testing.B) {
 	ctx := context.Background()
 	b.Run(fmt.Sprintf("subs=%d", subs), func(b *testing.B) {
 		topic := eventbus.MustTopic[tick](benchBus(b), "ticks")
-		hs, _ := counting(subs)
-		for _, h := range hs {
-			if _, err := topic.Subscribe(h); err != nil {
-				b.Fatal(err)
-			}
-		}
+		subscribeCounting(b, topic, subs)
 		b.ReportAllocs()
 		var seq uint64
 		for b.Loop() {

@@ -26,11 +26,7 @@ func TestAMillionEventsLeaveTheHeapWhereItWas(t *testing.T) {
 	}
 	bus := newBus(t, eventbus.WithQueueSize(1024))
 	topic := eventbus.MustTopic[tick](bus, "ticks")
-	hs, wait := counting(4)
-	for _, h := range hs {
-		_, err := topic.Subscribe(h)
-		require.NoError(t, err)
-	}
+	wait := subscribeCounting(t, topic, 4)
 	for n := range 1000 { // warm up: every buffer and worker exists
 		require.NoError(t, topic.Publish(context.Background(), tick{Seq: uint64(n)}))
 	}
