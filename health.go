@@ -83,7 +83,7 @@ func (p HealthStatusChanged) Validate() error {
 		checkEnum("old_status", p.OldStatus, healthStatuses),
 		checkEnum("new_status", p.NewStatus, healthStatuses),
 		checkNotEmpty("component", p.Component),
-		checkValues("metrics", p.Metrics),
+		checkMap("metrics", p.Metrics, badValue),
 	)
 }
 

@@ -100,20 +100,13 @@ func enumList[E ~string](known []E) string {
 	return b.String()
 }
 
-// checkFloats checks that every value of a metrics or scores map is finite.
-func checkFloats(field string, m map[string]float64) error {
-	if _, _, found := badInMap(m, 0, false, badFloat); found {
-		path, problem, _ := badInMap(m, 0, true, badFloat)
-		return fieldErr(field+path, "%s", problem)
-	}
-	return nil
-}
-
-// checkValues checks the values of a map[string]any field, such as the
-// metrics of a health change, at any depth.
-func checkValues(field string, m map[string]any) error {
-	if _, _, found := badInMap(m, 0, false, badValue); found {
-		path, problem, _ := badInMap(m, 0, true, badValue)
+// checkMap checks every value of a map field with bad: badFloat for a
+// metrics or scores map, badValue for a map[string]any at any depth. The
+// path to a bad value is worked out only once one has been found, so that a
+// valid map costs no allocation.
+func checkMap[V any](field string, m map[string]V, bad func(V, int, bool) (string, string, bool)) error {
+	if _, _, found := badInMap(m, 0, false, bad); found {
+		path, problem, _ := badInMap(m, 0, true, bad)
 		return fieldErr(field+path, "%s", problem)
 	}
 	return nil

@@ -64,8 +64,8 @@ func (p ModelPromoted) Validate() error {
 		checkNotEmpty("model_name", p.ModelName),
 		checkNotEmpty("new_version", p.NewVersion),
 		checkVersionChange(p.OldVersion, p.NewVersion),
-		checkFloats("metrics", p.Metrics),
-		checkFloats("shadow_performance", p.ShadowPerformance),
+		checkMap("metrics", p.Metrics, badFloat),
+		checkMap("shadow_performance", p.ShadowPerformance, badFloat),
 	)
 }
 

@@ -66,7 +66,7 @@ func (p OpportunitiesUpdated) Validate() error {
 	return errors.Join(
 		checkNoneEmpty("top_symbols", p.TopSymbols),
 		checkScores(p.Scores),
-		checkValues("criteria", p.Criteria),
+		checkMap("criteria", p.Criteria, badValue),
 		checkNotNegative("excluded_count", p.ExcludedCount),
 	)
 }
@@ -75,7 +75,7 @@ func checkScores(scores map[string]float64) error {
 	if _, ok := scores[""]; ok {
 		return fieldErr(`scores[""]`, "empty symbol")
 	}
-	return checkFloats("scores", scores)
+	return checkMap("scores", scores, badFloat)
 }
 
 // LogValue implements slog.LogValuer, so that a logged OpportunitiesUpdated

@@ -89,7 +89,7 @@ func (p StrategyPromoted) Validate() error {
 		checkEnum("from_stage", p.FromStage, strategyLifecycles),
 		checkEnum("to_stage", p.ToStage, strategyLifecycles),
 		checkStageChange(p.FromStage, p.ToStage),
-		checkFloats("metrics", p.Metrics),
+		checkMap("metrics", p.Metrics, badFloat),
 	)
 }
 
