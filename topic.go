@@ -14,6 +14,7 @@ import (
 	"github.com/quantumtrader/eventbus/internal/clock"
 	"github.com/quantumtrader/eventbus/internal/idgen"
 	"github.com/quantumtrader/eventbus/internal/ring"
+	"github.com/quantumtrader/eventbus/internal/topicname"
 )
 
 // Topic is a named stream of events whose payloads have type T. Get one with
@@ -635,25 +636,8 @@ func validatorOf[T any]() func(*T) error {
 
 // checkTopicName enforces the topic name rules of NewTopic.
 func checkTopicName(name string) error {
-	if len(name) == 0 || len(name) > 255 {
-		return fmt.Errorf("%w: %q: want 1 to 255 bytes, got %d", ErrInvalidTopic, name, len(name))
-	}
-	tokenLen := 0
-	for i := 0; i < len(name); i++ {
-		switch c := name[i]; {
-		case c == '.':
-			if tokenLen == 0 {
-				return fmt.Errorf("%w: %q: empty token at byte %d", ErrInvalidTopic, name, i)
-			}
-			tokenLen = 0
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-':
-			tokenLen++
-		default:
-			return fmt.Errorf("%w: %q: byte %q at %d is not a letter, digit, '_', '-' or '.'", ErrInvalidTopic, name, c, i)
-		}
-	}
-	if tokenLen == 0 {
-		return fmt.Errorf("%w: %q: empty last token", ErrInvalidTopic, name)
+	if err := topicname.Check(name); err != nil {
+		return fmt.Errorf("%w: %q: %v", ErrInvalidTopic, name, err)
 	}
 	return nil
 }
