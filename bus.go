@@ -28,7 +28,6 @@ type Bus struct {
 	order  []topicEntry
 	all    atomic.Pointer[subList[any]] // SubscribeAll subscriptions
 	live   map[*Subscription]struct{}
-	nextID uint64
 	retAll retiredStats // what SubscribeAll subscriptions that left counted
 	// remoteAll are the SubscribeAll subscriptions on a Transport: each new
 	// topic gets a receiver for each.
@@ -111,12 +110,10 @@ func attach[T any](b *Bus, s *subscriber[T], join func() []Event[T]) error {
 		b.mu.Unlock()
 		return ErrClosed
 	}
-	b.nextID++
-	s.id = b.nextID
 	b.live[s.Subscription] = struct{}{}
 	replay := join()
 	if !s.sync {
-		s.start(func(w *worker) context.Context { return workerContext(b.handlerCtx, w) })
+		s.start()
 	}
 	if !b.watching {
 		b.watching = true
@@ -141,8 +138,6 @@ func attachRemote[T any](b *Bus, s *subscriber[T], join func() error) error {
 	if b.closed.Load() {
 		return ErrClosed
 	}
-	b.nextID++
-	s.id = b.nextID
 	s.startKeeper()
 	if err := join(); err != nil {
 		_ = s.stopReceivers() // logged; nothing was delivered yet
@@ -354,7 +349,7 @@ func (b *Bus) Topics() []TopicStats {
 	topics := b.topicList()
 	out := make([]TopicStats, 0, len(topics))
 	for _, t := range topics {
-		out = append(out, t.stats())
+		out = append(out, t.Stats())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -365,11 +360,12 @@ func (b *Bus) Topics() []TopicStats {
 func (b *Bus) Stats() Stats {
 	var st Stats
 	var sum tally
-	for _, ts := range b.Topics() {
+	for _, t := range b.topicList() { // unsorted: the sums do not care
+		ts := t.Stats()
 		st.Published += ts.Published
 		st.NoSubscribers += ts.NoSubscribers
 		st.QueueSize += ts.QueueSize
-		sum.add(tally{ts.Dispatched, ts.Delivered, ts.Errors, ts.Panics, ts.Retries, ts.Dropped, ts.DeadLettered, ts.Undelivered})
+		sum.add(ts.tally())
 		if len(ts.Subscriptions) > 0 {
 			st.HandlerTypes++
 		}

@@ -133,7 +133,7 @@ func (s *subscriber[T]) laneOf(ev *Event[T]) *laneT[T] {
 }
 
 // start launches the workers in the bus's errgroup.
-func (s *subscriber[T]) start(ctxFor func(*worker) context.Context) {
+func (s *subscriber[T]) start() {
 	n := 0
 	for _, l := range s.lanes {
 		n += len(l.ws)
@@ -143,7 +143,7 @@ func (s *subscriber[T]) start(ctxFor func(*worker) context.Context) {
 		for i, rw := range l.group.Workers() {
 			w := l.ws[i]
 			rw.Idle = w.flush
-			ctx := ctxFor(w)
+			ctx := workerContext(s.bus.handlerCtx, w)
 			var replay []item[T]
 			if i == 0 {
 				replay, l.replay = l.replay, nil

@@ -114,6 +114,10 @@ func (t *tally) add(u tally) {
 	t.undelivered += u.undelivered
 }
 
+func (s TopicStats) tally() tally {
+	return tally{s.Dispatched, s.Delivered, s.Errors, s.Panics, s.Retries, s.Dropped, s.DeadLettered, s.Undelivered}
+}
+
 func (s SubscriptionStats) tally() tally {
 	return tally{s.Dispatched, s.Delivered, s.Errors, s.Panics, s.Retries, s.Dropped, s.DeadLettered, s.Undelivered}
 }

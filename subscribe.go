@@ -17,7 +17,6 @@ import (
 // SubscribeAll, on every topic). Its methods are safe for concurrent use.
 type Subscription struct {
 	bus         *Bus
-	id          uint64
 	name        string
 	topic       string // "*" for SubscribeAll
 	where       string // file:line of the Subscribe call
@@ -167,6 +166,12 @@ func (s *Subscription) Topic() string { return s.topic }
 
 // Stats returns a snapshot of the subscription's counters.
 func (s *Subscription) Stats() SubscriptionStats {
+	st, _ := s.stats()
+	return st
+}
+
+// stats is Stats, and the latency histogram its quantiles come from.
+func (s *Subscription) stats() (SubscriptionStats, hist.Snapshot) {
 	t := s.load()
 	lat := s.latency.Snapshot()
 	st := SubscriptionStats{
@@ -183,7 +188,7 @@ func (s *Subscription) Stats() SubscriptionStats {
 			st.QueueLen, st.QueueCap, st.HighWater = st.QueueLen+n, st.QueueCap+c, st.HighWater+hw
 		}
 	}
-	return st
+	return st, lat
 }
 
 func (s *Subscription) String() string {

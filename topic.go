@@ -53,7 +53,7 @@ type topicCore struct {
 // topicEntry is a registered topic of any payload type.
 type topicEntry interface {
 	core() *topicCore
-	stats() TopicStats
+	Stats() TopicStats
 	shut()      // Close: no more publishes but internal ones
 	closeRing() // Close: the shared ring's workers drain and exit
 	lock()
@@ -542,13 +542,13 @@ func (t *Topic[T]) Stats() TopicStats {
 	t.mu.Unlock()
 	sum, lat := t.retired.load()
 	t.subs.Load().each(func(s *Subscription) {
-		ss := s.Stats()
+		ss, sl := s.stats()
 		ts.Subscriptions = append(ts.Subscriptions, ss)
 		ts.QueueSize += ss.QueueLen
 		ts.HighWater = max(ts.HighWater, ss.HighWater)
 		if !s.folded.Load() {
 			sum.add(ss.tally())
-			lat.Add(s.latency.Snapshot())
+			lat.Add(sl)
 		}
 	})
 	ts.setTally(sum)
@@ -560,8 +560,6 @@ func (ts *TopicStats) setTally(t tally) {
 	ts.Dispatched, ts.Delivered, ts.Errors, ts.Panics = t.dispatched, t.delivered, t.errors, t.panics
 	ts.Retries, ts.Dropped, ts.DeadLettered, ts.Undelivered = t.retries, t.dropped, t.deadLettered, t.undelivered
 }
-
-func (t *Topic[T]) stats() TopicStats { return t.Stats() }
 
 // sharedRing returns the topic's shared ring, making it on first use. The
 // caller holds t.mu.

@@ -76,9 +76,6 @@ func New[E any](size int) *Ring[E] {
 	return &Ring[E]{slots: make([]slot[E], n), mask: uint64(n - 1)}
 }
 
-// Size is the number of slots.
-func (r *Ring[E]) Size() int { return len(r.slots) }
-
 func (r *Ring[E]) slot(seq uint64) *E { return &r.slots[seq&r.mask].val }
 
 // ready reports whether the event of sequence seq has been put.
