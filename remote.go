@@ -25,11 +25,8 @@ const letterRetry = time.Second
 // and stored by the broker, which delivers it to every subscription, in
 // this process or another.
 func (t *Topic[T]) publishRemote(ctx context.Context, ev *Event[T], internal bool) error {
-	if t.validate != nil {
-		p := ev.Payload
-		if err := t.validate(&p); err != nil {
-			return &ValidationError{Topic: t.name, Err: err}
-		}
+	if err := t.invalid(&ev.Payload); err != nil {
+		return err
 	}
 	ev.Topic = t.name
 	if ev.Time.IsZero() {
@@ -73,10 +70,8 @@ func (t *Topic[T]) publishWaitRemote(payload T) error {
 	if closed {
 		return ErrClosed
 	}
-	if t.validate != nil {
-		if err := t.validate(&payload); err != nil {
-			return &ValidationError{Topic: t.name, Err: err}
-		}
+	if err := t.invalid(&payload); err != nil {
+		return err
 	}
 	return fmt.Errorf("eventbus: PublishWait on %s cannot wait for handlers behind a transport: %w", t.name, errors.ErrUnsupported)
 }

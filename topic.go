@@ -146,7 +146,8 @@ func (t *Topic[T]) publish(ctx context.Context, ev *Event[T], internal bool) err
 	if t.remote {
 		return t.publishRemote(ctx, ev, internal)
 	}
-	subs, all, n, err := t.accept(ctx, ev, nil, internal)
+	var anyEv Event[any]
+	subs, all, n, err := t.accept(ctx, ev, &anyEv, nil, internal)
 	if err != nil {
 		return err
 	}
@@ -155,7 +156,7 @@ func (t *Topic[T]) publish(ctx context.Context, ev *Event[T], internal bool) err
 	}
 	publishSync(ctx, syncOf(subs), ev, sampled(n))
 	if all != nil && len(all.sync) > 0 {
-		anyEv := boxed(ev)
+		boxOnce(&anyEv, ev)
 		publishSync(ctx, all.sync, &anyEv, sampled(n))
 	}
 	t.leave()
@@ -196,7 +197,8 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 	}
 	ev := Event[T]{Payload: payload}
 	w := newWaiter(callerWorker(ctx))
-	subs, all, _, err := t.accept(ctx, &ev, w, false)
+	var anyEv Event[any]
+	subs, all, _, err := t.accept(ctx, &ev, &anyEv, w, false)
 	if err != nil {
 		return err
 	}
@@ -205,8 +207,9 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 		g.SetLimit(t.bus.cfg.workers)
 		goSync(ctx, &g, syncOf(subs), &ev, w)
 		if all != nil && len(all.sync) > 0 {
-			anyEv := boxed(&ev)
-			goSync(ctx, &g, all.sync, &anyEv, w)
+			shared := anyEv // what the goroutines share escapes; anyEv itself stays on the stack
+			boxOnce(&shared, &ev)
+			goSync(ctx, &g, all.sync, &shared, w)
 		}
 		_ = g.Wait() // the goroutines return nil; errors go to w
 		t.leave()
@@ -234,25 +237,18 @@ func goSync[T any](ctx context.Context, g *errgroup.Group, subs []*subscriber[T]
 }
 
 // accept validates and stamps ev and writes it for every asynchronous
-// subscription. On success, if there are Sync subscriptions, the caller runs
-// their handlers and then calls t.leave; n is the event's number on the topic.
-func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], w *waiter, internal bool) (subs *subList[T], all *subList[any], n uint64, err error) {
-	if t.validate != nil {
-		// Validate a copy: the address of ev itself must not reach an
-		// unknown function, or every event would be allocated on the heap.
-		p := ev.Payload
-		if err := t.validate(&p); err != nil {
-			return nil, nil, 0, &ValidationError{Topic: t.name, Err: err}
-		}
+// subscription, boxing it into anyEv if SubscribeAll ones take it. On
+// success, if there are Sync subscriptions, the caller runs their handlers
+// and then calls t.leave; n is the event's number on the topic.
+func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], anyEv *Event[any], w *waiter, internal bool) (subs *subList[T], all *subList[any], n uint64, err error) {
+	if err := t.invalid(&ev.Payload); err != nil {
+		return nil, nil, 0, err
 	}
 	ev.Topic = t.name
-	var ms int64
 	if ev.Time.IsZero() {
-		ns := clock.UnixNano() // before locking: the clock is the slowest step
-		ev.Time, ms = time.Unix(0, ns).UTC(), ns/1e6
-	} else {
-		ms = ev.Time.UnixMilli()
+		ev.Time = clock.Now() // before locking: the clock is the slowest step
 	}
+	ms := ev.Time.UnixMilli()
 	var stalled *time.Timer
 	defer func() {
 		if stalled != nil {
@@ -269,7 +265,7 @@ func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], w *waiter, internal
 			ev.ID = t.ids.Next(ms)
 		}
 		subs, all = t.subs.Load(), t.bus.all.Load()
-		blocker, wait, err := t.offer(subs, all, ev, w)
+		blocker, wait, err := t.offer(subs, all, ev, anyEv, w)
 		if blocker == nil && err == nil {
 			t.latest, t.hasLatest = *ev, true
 			t.published++
@@ -340,7 +336,7 @@ const (
 // checks each lane, and if one keeps the publisher out it returns that lane
 // with the channel to wait on (Block) or the error (Reject). The caller holds
 // t.mu; offer takes and releases the locks of SubscribeAll rings.
-func (t *Topic[T]) offer(subs *subList[T], all *subList[any], ev *Event[T], w *waiter) (*lane, <-chan struct{}, error) {
+func (t *Topic[T]) offer(subs *subList[T], all *subList[any], ev *Event[T], anyEv *Event[any], w *waiter) (*lane, <-chan struct{}, error) {
 	var tl []*subscriber[T]
 	if subs != nil {
 		tl = subs.async
@@ -355,7 +351,7 @@ func (t *Topic[T]) offer(subs *subList[T], all *subList[any], ev *Event[T], w *w
 	for _, s := range al {
 		s.prodMu.Lock()
 	}
-	blocker, wait, err := t.offerLocked(tl, al, ev, w)
+	blocker, wait, err := t.offerLocked(tl, al, ev, anyEv, w)
 	for _, s := range al {
 		s.prodMu.Unlock()
 	}
@@ -363,16 +359,15 @@ func (t *Topic[T]) offer(subs *subList[T], all *subList[any], ev *Event[T], w *w
 }
 
 // offerLocked is offer with the SubscribeAll rings locked.
-func (t *Topic[T]) offerLocked(tl []*subscriber[T], al []*subscriber[any], ev *Event[T], w *waiter) (*lane, <-chan struct{}, error) {
+func (t *Topic[T]) offerLocked(tl []*subscriber[T], al []*subscriber[any], ev *Event[T], anyEv *Event[any], w *waiter) (*lane, <-chan struct{}, error) {
 	var buf [32]verdict
 	vs := buf[:0]
-	var anyEv Event[any]
 	if len(al) > 0 {
-		anyEv = boxed(ev)
+		*anyEv = boxed(ev)
 	}
 	vs, blocker, wait := check(tl, ev, vs)
 	if blocker == nil {
-		vs, blocker, wait = check(al, &anyEv, vs)
+		vs, blocker, wait = check(al, anyEv, vs)
 	}
 	if blocker != nil {
 		if blocker.sub.policy == Reject {
@@ -382,14 +377,14 @@ func (t *Topic[T]) offerLocked(tl []*subscriber[T], al []*subscriber[any], ev *E
 	}
 	n := len(tl)
 	if w != nil {
-		w.add(owed(tl, vs[:n], ev, w) + owed(al, vs[n:], &anyEv, w))
+		w.add(owed(tl, vs[:n], ev, w) + owed(al, vs[n:], anyEv, w))
 	}
 	// One write to the topic's ring serves all its shared lanes.
 	if t.ring != nil && sharesRing(tl, vs[:n]) {
 		t.ring.Put(&item[T]{ev: *ev, w: w})
 	}
 	write(tl, vs[:n], ev, w)
-	write(al, vs[n:], &anyEv, w)
+	write(al, vs[n:], anyEv, w)
 	return nil, nil, nil
 }
 
@@ -476,6 +471,15 @@ func dropError[T any](s *Subscription, ev *Event[T]) error {
 // boxed converts an event for SubscribeAll handlers.
 func boxed[T any](ev *Event[T]) Event[any] {
 	return Event[any]{ID: ev.ID, Topic: ev.Topic, Time: ev.Time, Payload: ev.Payload, Metadata: ev.Metadata}
+}
+
+// boxOnce fills anyEv from ev for SubscribeAll's Sync handlers, unless
+// accept already boxed it for its asynchronous ones (a boxed event always
+// has its topic set): the payload is boxed once per event.
+func boxOnce[T any](anyEv *Event[any], ev *Event[T]) {
+	if anyEv.Topic == "" {
+		*anyEv = boxed(ev)
+	}
 }
 
 // Subscribe registers h for the topic's events. By default h runs in a
@@ -630,6 +634,21 @@ func validatorOf[T any]() func(*T) error {
 		return nil
 	}
 	return func(p *T) error { return any(p).(validator).Validate() }
+}
+
+// invalid returns a *ValidationError if T has a Validate method and the
+// payload fails it. It validates a copy, made only then: the address of the
+// event itself must not reach an unknown function, or every event would be
+// allocated on the heap.
+func (t *Topic[T]) invalid(payload *T) error {
+	if t.validate == nil {
+		return nil
+	}
+	p := *payload
+	if err := t.validate(&p); err != nil {
+		return &ValidationError{Topic: t.name, Err: err}
+	}
+	return nil
 }
 
 // checkTopicName enforces the topic name rules of NewTopic.
