@@ -164,7 +164,7 @@ func (n *Notifier) subscribe(w *wiring) error {
 
 func (n *Notifier) onHealth(_ context.Context, ev eventbus.Event[eventbus.HealthStatusChanged]) error {
 	p := ev.Payload
-	msg := fmt.Sprintf("%s %s → %s: %s", p.Component, p.OldStatus, p.NewStatus, p.Reason)
+	msg := healthText(p)
 	if p.NewStatus == eventbus.HealthStatusCritical {
 		msg = "@here ALERT " + msg
 	}
@@ -180,6 +180,12 @@ func (n *Notifier) onHealth(_ context.Context, ev eventbus.Event[eventbus.Health
 		n.alerts++
 	}
 	return nil
+}
+
+// healthText tells a health change, as the Notifier posts it and the
+// timeline shows it.
+func healthText(p eventbus.HealthStatusChanged) string {
+	return fmt.Sprintf("%s %s → %s: %s", p.Component, p.OldStatus, p.NewStatus, p.Reason)
 }
 
 // NotifierState is the final state of the Notifier.

@@ -119,8 +119,10 @@ func (e *EnsembleManager) onModel(_ context.Context, ev eventbus.Event[eventbus.
 func (e *EnsembleManager) model() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return fmt.Sprintf("ensemble_v%d", e.ensemble)
+	return e.modelLocked()
 }
+
+func (e *EnsembleManager) modelLocked() string { return fmt.Sprintf("ensemble_v%d", e.ensemble) }
 
 // EnsembleState is the final state of the Ensemble Manager.
 type EnsembleState struct {
@@ -129,10 +131,9 @@ type EnsembleState struct {
 }
 
 func (e *EnsembleManager) state() EnsembleState {
-	name := e.model()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return EnsembleState{Ensemble: name, Models: maps.Clone(e.versions)}
+	return EnsembleState{Ensemble: e.modelLocked(), Models: maps.Clone(e.versions)}
 }
 
 func (s EnsembleState) String() string {

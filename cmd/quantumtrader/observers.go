@@ -65,7 +65,7 @@ func (a *Analytics) onEvent(_ context.Context, ev eventbus.Event[any]) error {
 		text = fmt.Sprintf("%s: allows %s, min confidence %.2f, %.1f%% risk per trade, %d positions (%s)",
 			p.RiskMode, list(p.AllowedStrategies), p.GlobalMinConfidence, 100*p.MaxRiskPerTrade, p.MaxPositions, ev.Metadata["reason"])
 	case eventbus.HealthStatusChanged:
-		text = fmt.Sprintf("%s %s → %s: %s", p.Component, p.OldStatus, p.NewStatus, p.Reason)
+		text = healthText(p)
 	case eventbus.StrategyPromoted:
 		text = fmt.Sprintf("%s %s → %s: %s (Sharpe %.2f)", p.StrategyID, p.FromStage, p.ToStage, p.Reason, p.Metrics["sharpe_ratio"])
 	case eventbus.ModelPromoted:
@@ -107,12 +107,8 @@ func (a *Analytics) state() AnalyticsState {
 }
 
 func (s AnalyticsState) String() string {
-	var n uint64
-	for _, c := range s.Events {
-		n += c
-	}
 	return fmt.Sprintf("%s events of %d topics; %s trades, %s USDT traded, %.0f%% of closed trades won, PnL %s",
-		commas(n), len(s.Events), commas(s.Trades), money(s.Volume), 100*s.WinRate, money(s.PnL))
+		commas(total(s.Events)), len(s.Events), commas(s.Trades), money(s.Volume), 100*s.WinRate, money(s.PnL))
 }
 
 // MetricsLogger subscribes to every topic and writes each event as a line
@@ -133,19 +129,19 @@ func newMetricsLogger(bus *eventbus.Bus) *MetricsLogger {
 }
 
 func (m *MetricsLogger) subscribe(w *wiring) error {
-	if w.remote {
-		// Over NATS each topic has a consumer of its own, so the topics
-		// already run in parallel, each in its order; PartitionBy needs
-		// the publisher in this process.
-		return onAll(w, m.bus, "MetricsLogger", m.onEvent)
-	}
-	return onAll(w, m.bus, "MetricsLogger", m.onEvent,
-		eventbus.Concurrency(2), eventbus.PartitionBy(func(p any) string {
+	// Over NATS each topic has a consumer of its own, so the topics
+	// already run in parallel, each in its order; PartitionBy needs the
+	// publisher in this process.
+	var opts []eventbus.SubOption
+	if !w.remote {
+		opts = append(opts, eventbus.Concurrency(2), eventbus.PartitionBy(func(p any) string {
 			if t, ok := p.(Tick); ok {
 				return t.Symbol
 			}
 			return "events"
 		}))
+	}
+	return onAll(w, m.bus, "MetricsLogger", m.onEvent, opts...)
 }
 
 func (m *MetricsLogger) onEvent(_ context.Context, ev eventbus.Event[any]) error {
@@ -173,9 +169,14 @@ func (m *MetricsLogger) state() LoggerState {
 }
 
 func (s LoggerState) String() string {
+	return fmt.Sprintf("%s JSON lines, %.1f MB", commas(total(s.Lines)), float64(s.Bytes)/1e6)
+}
+
+// total is the sum of the counts per topic.
+func total(counts map[string]uint64) uint64 {
 	var n uint64
-	for _, c := range s.Lines {
+	for _, c := range counts {
 		n += c
 	}
-	return fmt.Sprintf("%s JSON lines, %.1f MB", commas(n), float64(s.Bytes)/1e6)
+	return n
 }

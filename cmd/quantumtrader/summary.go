@@ -102,8 +102,8 @@ type namedComponent struct {
 // runsIn reports whether the component runs in role r: the producers are
 // the sources of events, the consumers the others (see startConsumers).
 func (c namedComponent) runsIn(r role) bool {
-	switch c.name {
-	case "Market feed", "Strategy Generator", "Continuous Learning":
+	switch c.state.(type) {
+	case FeedState, GeneratorState, LearningState:
 		return r != roleConsumers
 	}
 	return r != roleProducers
@@ -280,25 +280,19 @@ func (s *system) summarize(consumers []*consumer, elapsed time.Duration, interru
 		Published: st.Published, Dispatched: st.Dispatched, Delivered: st.Delivered, Errors: st.Errors,
 		Retries: st.Retries, DeadLettered: st.DeadLettered, Dropped: st.Dropped, Undelivered: st.Undelivered,
 	}
-	published := map[string]uint64{}
-	var all uint64
-	for _, t := range s.bus.Topics() {
-		published[t.Name] = t.Published
-		all += t.Published
+	topics := s.bus.Topics()
+	for _, t := range topics {
 		sum.Topics = append(sum.Topics, TopicRow{
 			Name: t.Name, Published: t.Published, PerSecond: float64(t.Published) / elapsed.Seconds(),
 			Delivered: t.Delivered, Retries: t.Retries, DeadLettered: t.DeadLettered, HighWater: t.HighWater,
 			P50: micros(t.LatencyP50), P99: micros(t.LatencyP99),
 		})
 	}
+	expected := owed(topics)
 	for _, c := range consumers {
 		ss := c.sub.Stats()
-		expected := published[c.topic]
-		if c.topic == "*" {
-			expected = all
-		}
 		sum.Subscriptions = append(sum.Subscriptions, SubscriptionRow{
-			Component: c.component, Topic: c.topic, Expected: expected,
+			Component: c.sub.Name(), Topic: c.sub.Topic(), Expected: expected(c.sub.Topic()),
 			Dispatched: ss.Dispatched, Delivered: ss.Delivered, Handled: c.handled.Load(),
 			Errors: ss.Errors, Retries: ss.Retries, DeadLettered: ss.DeadLettered,
 			Dropped: ss.Dropped, Undelivered: ss.Undelivered, HighWater: ss.HighWater,

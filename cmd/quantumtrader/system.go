@@ -64,7 +64,6 @@ type system struct {
 	bus   *eventbus.Bus
 	start time.Time
 
-	market    *Market
 	feed      *MarketFeed
 	msc       *MSCAI
 	orch      *Orchestrator
@@ -110,8 +109,8 @@ func newSystem(bus *eventbus.Bus, cfg config) *system {
 	if cfg.role == roleConsumers {
 		session = consumersSession
 	}
-	s.market = newMarket(cfg.seed)
-	s.feed = newMarketFeed(bus, s.market, cfg)
+	market := newMarket(cfg.seed)
+	s.feed = newMarketFeed(bus, market, cfg)
 	s.msc = newMSCAI(bus, start, session/20)
 	s.orch = newOrchestrator(bus)
 	s.risk = newRiskGuard(bus)
@@ -123,7 +122,7 @@ func newSystem(bus *eventbus.Bus, cfg config) *system {
 	s.learning = newContinuousLearning(bus, cfg.seed, cfg.duration/6)
 	s.health = newHealthMonitor(bus, start)
 	s.notifier = newNotifier(bus, cfg.seed)
-	s.ranker = newOpportunityRanker(bus, len(s.market.Symbols)*20)
+	s.ranker = newOpportunityRanker(bus, len(market.Symbols)*20)
 	s.analytics = newAnalytics(bus, start)
 	s.metrics = newMetricsLogger(bus)
 	s.incidents = newIncidentLog(bus)
@@ -145,21 +144,18 @@ func newSystem(bus *eventbus.Bus, cfg config) *system {
 // on, which is what the delivery check relies on.
 func (s *system) startConsumers() ([]*consumer, error) {
 	w := &wiring{remote: s.cfg.natsURL != ""}
-	subscribers := []func(*wiring) error{
-		s.orch.subscribe, s.risk.subscribe, s.balancer.subscribe,
-		s.msc.subscribe, s.generator.subscribe, s.runtime.subscribe,
-		s.ensemble.subscribe, s.health.subscribe, s.notifier.subscribe,
-		s.ranker.subscribe, s.analytics.subscribe, s.metrics.subscribe,
-		s.incidents.subscribe,
+	components := []interface{ subscribe(*wiring) error }{
+		s.orch, s.risk, s.balancer, s.msc, s.generator, s.runtime,
+		s.ensemble, s.health, s.notifier, s.ranker, s.analytics, s.metrics,
+		s.incidents,
 	}
-	switch s.cfg.role {
-	case roleProducers:
-		subscribers = subscribers[4:5] // the Strategy Generator's
-	case roleConsumers:
-		subscribers = append(subscribers[:4:4], subscribers[5:]...)
-	}
-	for _, subscribe := range subscribers {
-		if err := subscribe(w); err != nil {
+	for _, c := range components {
+		// A split role subscribes its side only; the Strategy Generator's
+		// is the producers' one subscription.
+		if producer := c == s.generator; s.cfg.role != roleAll && producer != (s.cfg.role == roleProducers) {
+			continue
+		}
+		if err := c.subscribe(w); err != nil {
 			return nil, err
 		}
 	}
@@ -257,22 +253,30 @@ func (s *system) caughtUp(consumers []*consumer) bool {
 	if s.cfg.natsURL == "" || s.cfg.role != roleAll {
 		return true
 	}
-	published := map[string]uint64{}
-	var all uint64
-	for _, t := range s.bus.Topics() {
-		published[t.Name] = t.Published
-		all += t.Published
-	}
+	want := owed(s.bus.Topics())
 	for _, c := range consumers {
-		want := published[c.topic]
-		if c.topic == "*" {
-			want = all
-		}
-		if st := c.sub.Stats(); st.Delivered+st.DeadLettered < want {
+		if st := c.sub.Stats(); st.Delivered+st.DeadLettered < want(c.sub.Topic()) {
 			return false
 		}
 	}
 	return true
+}
+
+// owed returns what a subscription to a topic ("*" for SubscribeAll) was
+// owed: the events published on the topic, or on every topic.
+func owed(topics []eventbus.TopicStats) func(topic string) uint64 {
+	published := map[string]uint64{}
+	var all uint64
+	for _, t := range topics {
+		published[t.Name] = t.Published
+		all += t.Published
+	}
+	return func(topic string) uint64 {
+		if topic == "*" {
+			return all
+		}
+		return published[topic]
+	}
 }
 
 // ignoreEnd drops the error a producer gets when the run ends under it.
@@ -307,12 +311,10 @@ type wiring struct {
 	consumers []*consumer
 }
 
-// consumer is one subscription of a component.
+// consumer is one subscription of a component, named after it.
 type consumer struct {
-	component string
-	topic     string // "*" for SubscribeAll
-	sub       *eventbus.Subscription
-	handled   atomic.Uint64 // handler calls that returned nil
+	sub     *eventbus.Subscription
+	handled atomic.Uint64 // handler calls that returned nil
 }
 
 // counted wraps h so that c counts the calls that return nil.
@@ -328,7 +330,7 @@ func counted[T any](c *consumer, h eventbus.Handler[T]) eventbus.Handler[T] {
 
 // on subscribes component's handler h to t, named after the component.
 func on[T any](w *wiring, t *eventbus.Topic[T], component string, h eventbus.Handler[T], opts ...eventbus.SubOption) error {
-	c := &consumer{component: component, topic: t.Name()}
+	c := &consumer{}
 	sub, err := t.Subscribe(counted(c, h), append([]eventbus.SubOption{eventbus.Name(component)}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("%s on %s: %w", component, t.Name(), err)
@@ -340,7 +342,7 @@ func on[T any](w *wiring, t *eventbus.Topic[T], component string, h eventbus.Han
 
 // onAll subscribes component's handler h to every topic of bus.
 func onAll(w *wiring, bus *eventbus.Bus, component string, h eventbus.Handler[any], opts ...eventbus.SubOption) error {
-	c := &consumer{component: component, topic: "*"}
+	c := &consumer{}
 	sub, err := eventbus.SubscribeAll(bus, counted(c, h), append([]eventbus.SubOption{eventbus.Name(component)}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("%s on every topic: %w", component, err)

@@ -62,7 +62,7 @@ func (r *OpportunityRanker) update(t Tick) (eventbus.OpportunitiesUpdated, bool)
 		tr = &trend{}
 		r.trend[t.Symbol] = tr
 	}
-	tr.add(t.Price, 0.02)
+	tr.add(t.Price)
 	r.seen++
 	if r.seen%r.every != 0 {
 		return eventbus.OpportunitiesUpdated{}, false
@@ -93,12 +93,15 @@ type trend struct {
 	last, mean, variance float64
 }
 
-func (t *trend) add(price, alpha float64) {
+// alphaTrend is the weight of the newest return in a trend.
+const alphaTrend = 0.02
+
+func (t *trend) add(price float64) {
 	if t.last > 0 {
 		r := math.Log(price / t.last)
 		d := r - t.mean
-		t.mean += alpha * d
-		t.variance = (1 - alpha) * (t.variance + alpha*d*d)
+		t.mean += alphaTrend * d
+		t.variance = (1 - alphaTrend) * (t.variance + alphaTrend*d*d)
 	}
 	t.last = price
 }
@@ -171,7 +174,6 @@ type Executor struct {
 	sells    uint64
 	at       time.Duration // market time of the last tick
 	byMode   map[eventbus.RiskMode]*modeStats
-	fills    []eventbus.TradeExecuted // to publish once mu is released
 }
 
 // modeStats is what the Executor did while a risk mode was in force.
@@ -190,9 +192,14 @@ func newExecutor(bus *eventbus.Bus, o *Orchestrator, r *RiskGuard, b *PortfolioB
 
 // onTick marks the book to the tick and sells the positions in its symbol
 // that have been held long enough. The caller is the Strategy Runtime's
-// tick handler, so there is one caller at a time.
+// tick handler, so there is one caller at a time, of onTick and submit.
+//
+// Both publish their fills once the lock is released: a full subscriber
+// buffer blocks Publish, and the live view must still be able to read the
+// Executor's state meanwhile.
 func (e *Executor) onTick(ctx context.Context, t Tick) error {
 	mode := e.risk.mode()
+	var fills []eventbus.TradeExecuted
 	e.mu.Lock()
 	e.prices[t.Symbol] = t.Price
 	if mode != "" && t.At > e.at {
@@ -208,11 +215,16 @@ func (e *Executor) onTick(ctx context.Context, t Tick) error {
 		e.sells++
 		fill := eventbus.NewTradeExecuted(l.id+"-X", l.symbol, eventbus.SideSell, l.size, t.Price, l.strategy)
 		fill.PnL = &pnl
-		e.fills = append(e.fills, fill)
+		fills = append(fills, fill)
 		return true
 	})
 	e.mu.Unlock()
-	return e.flush(ctx)
+	for _, f := range fills {
+		if err := e.trades.Publish(ctx, f); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // submit turns a signal into a trade if every check lets it through.
@@ -235,25 +247,8 @@ func (e *Executor) submit(ctx context.Context, o order) error {
 	e.lots = append(e.lots, lot{id: id, symbol: o.symbol, strategy: o.strategy, size: size, entry: o.price, opened: e.at})
 	fill := eventbus.NewTradeExecuted(id, o.symbol, eventbus.SideBuy, size, o.price, o.strategy)
 	fill.Model = new(e.ensemble.model())
-	e.fills = append(e.fills, fill)
 	e.mu.Unlock()
-	return e.flush(ctx)
-}
-
-// flush publishes the fills made under the lock. The lock is not held
-// while publishing: a full subscriber buffer blocks Publish, and the live
-// view must still be able to read the Executor's state meanwhile.
-func (e *Executor) flush(ctx context.Context) error {
-	e.mu.Lock()
-	fills := e.fills
-	e.fills = nil
-	e.mu.Unlock()
-	for _, f := range fills {
-		if err := e.trades.Publish(ctx, f); err != nil {
-			return err
-		}
-	}
-	return nil
+	return e.trades.Publish(ctx, fill)
 }
 
 func (e *Executor) modeStats(m eventbus.RiskMode) *modeStats {

@@ -127,11 +127,12 @@ func (v *view) frame(s *system, last bool) {
 		v.logs.flush()
 	}
 	elapsed := min(now.Sub(s.start), v.cfg.duration)
-	h := s.health.state()
-	ex := s.exec.state()
-	mode := string(s.risk.mode())
-	if mode == "" {
-		mode = "-"
+	// The events counted on each topic since the last frame.
+	counts := make([]uint64, len(topics))
+	for i, t := range topics {
+		n := v.counted(t)
+		counts[i] = n - v.published[t.Name]
+		v.published[t.Name] = n
 	}
 	// The state of the trading book is the consumers': a producers'
 	// process shows its publishing only.
@@ -143,9 +144,8 @@ func (v *view) frame(s *system, last bool) {
 	if v.mode == viewPlain {
 		var rate, delivered uint64
 		queue := 0
-		for _, t := range topics {
-			rate += v.counted(t) - v.published[t.Name]
-			v.published[t.Name] = v.counted(t)
+		for i, t := range topics {
+			rate += counts[i]
 			delivered += t.Delivered
 			queue += t.QueueSize
 		}
@@ -154,6 +154,7 @@ func (v *view) frame(s *system, last bool) {
 		}
 		fmt.Fprintf(&b, "t=%.1fs %s=%.0f delivered=%d queue=%d", elapsed.Seconds(), rateName, float64(rate)/dt, delivered, queue)
 		if book {
+			h, ex, mode := s.bookState()
 			fmt.Fprintf(&b, " equity=%.0f drawdown=%.1f%% health=%s policy=%s buys=%d open=%d",
 				ex.Equity, 100*h.Drawdown, h.Status, mode, ex.Buys, ex.OpenLots)
 		}
@@ -173,13 +174,13 @@ func (v *view) frame(s *system, last bool) {
 		v.cfg.seed, rateText(v.cfg.rate), bar(elapsed.Seconds()/v.cfg.duration.Seconds(), 20), elapsed.Seconds(), v.cfg.duration.Seconds())
 	rateHeader := strings.ToUpper(rateName)
 	line("%-22s %9s %10s %10s %6s %9s", "TOPIC", rateHeader, "PUBLISHED", "DELIVERED", "QUEUE", "P99")
-	for _, t := range topics {
-		rate := float64(v.counted(t)-v.published[t.Name]) / dt
-		v.published[t.Name] = v.counted(t)
+	for i, t := range topics {
+		rate := float64(counts[i]) / dt
 		line("%-22s %9s %10s %10s %6d %9s", t.Name, commas(uint64(math.Round(rate))), commas(t.Published),
 			commas(t.Delivered), t.QueueSize, latency(t.LatencyP99))
 	}
 	if book {
+		h, ex, mode := s.bookState()
 		line("health %s · policy %s · equity %s (drawdown %.1f%%) · %s buys",
 			h.Status, mode, money(ex.Equity), 100*h.Drawdown, commas(ex.Buys))
 	} else {
@@ -187,6 +188,18 @@ func (v *view) frame(s *system, last bool) {
 	}
 	v.height = lines
 	v.w.Write(b.Bytes())
+}
+
+// bookState returns what the live view shows of the trading book: the health,
+// the Executor's state and the risk mode in force ("-" before the first
+// policy).
+func (s *system) bookState() (HealthState, ExecutorState, string) {
+	h, ex := s.health.state(), s.exec.state()
+	mode := string(s.risk.mode())
+	if mode == "" {
+		mode = "-"
+	}
+	return h, ex, mode
 }
 
 // counted is what the rates of the view count: the events published, or,
