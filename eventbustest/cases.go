@@ -24,15 +24,6 @@ import (
 // moment at which "nothing more arrives" can be asserted without sleeping,
 // in memory and over a broker alike.
 
-// waitUntil is the Wait methods' primitive, for cases that wait for
-// something WaitN and WaitMatch do not express: it waits until done reports
-// true for the events recorded so far.
-func (r *Recorder[T]) waitUntil(timeout time.Duration, what string, done func([]eventbus.Event[T]) bool) []eventbus.Event[T] {
-	r.t.Helper()
-	evs, _ := r.wait(timeout, done, func() string { return what })
-	return evs
-}
-
 // ints returns 0, 1, ..., n-1.
 func ints(n int) []int {
 	out := make([]int, n)
@@ -170,9 +161,9 @@ func testSubscribeAll(t *testing.T, h *harness) {
 			return ev.Topic != numbers.Name() && ev.Topic != words.Name()
 		})
 	}
-	all.waitUntil(h.caps.Timeout, "3 events of this case", func(evs []eventbus.Event[any]) bool {
+	all.wait(h.caps.Timeout, func(evs []eventbus.Event[any]) bool {
 		return len(mine(evs)) >= 3
-	})
+	}, func() string { return "3 events of this case" })
 	h.close(bus)
 
 	got := map[string][]any{}

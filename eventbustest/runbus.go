@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/quantumtrader/eventbus"
+	"github.com/quantumtrader/eventbus/internal/idgen"
 )
 
 // defaultTimeout is long on purpose: a passing run never waits for it, and a
@@ -161,9 +162,7 @@ func (h *harness) bus() *eventbus.Bus {
 	bus := h.newBus(h.t)
 	require.NotNil(h.t, bus, "newBus returned nil")
 	h.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), h.caps.Timeout)
-		defer cancel()
-		if err := bus.Close(ctx); err != nil {
+		if err := h.closeWithin(bus); err != nil {
 			h.t.Errorf("Close at the end of the case: %v", err)
 		}
 	})
@@ -173,9 +172,14 @@ func (h *harness) bus() *eventbus.Bus {
 // close closes bus now, requiring it to drain within the deadline.
 func (h *harness) close(bus *eventbus.Bus) {
 	h.t.Helper()
+	require.NoError(h.t, h.closeWithin(bus), "Close")
+}
+
+// closeWithin closes bus, giving it the case's deadline to drain.
+func (h *harness) closeWithin(bus *eventbus.Bus) error {
 	ctx, cancel := context.WithTimeout(context.Background(), h.caps.Timeout)
 	defer cancel()
-	require.NoError(h.t, bus.Close(ctx), "Close")
+	return bus.Close(ctx)
 }
 
 // topicName returns a topic name unique to the run and the case.
@@ -206,15 +210,8 @@ func runID() string {
 }
 
 // newID returns a fresh UUIDv7, for events whose ID the case sets itself;
-// it must be unique across runs, as a broker may de-duplicate by ID.
+// it must be unique across runs, as a broker may de-duplicate by ID: a new
+// random source of the bus's own generator makes it.
 func newID() eventbus.ID {
-	var id eventbus.ID
-	ms := uint64(time.Now().UnixMilli())
-	for i := range 6 {
-		id[i] = byte(ms >> (40 - 8*i))
-	}
-	_, _ = rand.Read(id[6:])
-	id[6] = id[6]&0x0f | 0x70 // version 7
-	id[8] = id[8]&0x3f | 0x80 // RFC 9562 variant
-	return id
+	return idgen.NewRoot().Derive(0).Next(time.Now().UnixMilli())
 }
