@@ -44,7 +44,7 @@ func (d *delivery) Attempt() int { return d.attempt }
 // Ack acknowledges the message and waits for the broker to confirm (a
 // JetStream double ack).
 func (d *delivery) Ack(ctx context.Context) error {
-	return d.settle(ctx, "ack", ackAck)
+	return d.settle(ctx, "ack", ackAck, true)
 }
 
 // Retry naks the message with delay; the broker redelivers it once delay
@@ -55,25 +55,21 @@ func (d *delivery) Retry(ctx context.Context, delay time.Duration) error {
 	if delay > 0 {
 		body = fmt.Appendf(nil, `-NAK {"delay": %d}`, delay.Nanoseconds())
 	}
-	return d.settle(ctx, "retry", body)
+	return d.settle(ctx, "retry", body, true)
 }
 
 // Reject terminates the message: the broker never redelivers it.
 func (d *delivery) Reject(ctx context.Context) error {
-	return d.settle(ctx, "reject", ackTerm)
+	return d.settle(ctx, "reject", ackTerm, true)
 }
 
 // InProgress resets the broker's AckWait timer of the message.
 func (d *delivery) InProgress(ctx context.Context) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.settled {
-		return d.fail("in-progress", errSettled)
-	}
-	return d.request(ctx, "in-progress", ackProgress)
+	return d.settle(ctx, "in-progress", ackProgress, false)
 }
 
-func (d *delivery) settle(ctx context.Context, verb string, body []byte) error {
+// settle sends body for a delivery not yet settled; final marks it settled.
+func (d *delivery) settle(ctx context.Context, verb string, body []byte, final bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.settled {
@@ -82,8 +78,10 @@ func (d *delivery) settle(ctx context.Context, verb string, body []byte) error {
 	if err := d.request(ctx, verb, body); err != nil {
 		return err
 	}
-	d.settled = true
-	d.r.settled(ctx)
+	if final {
+		d.settled = true
+		d.r.settled(ctx)
+	}
 	return nil
 }
 

@@ -5,9 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"strings"
 
 	"github.com/quantumtrader/eventbus"
+	"github.com/quantumtrader/eventbus/internal/topicname"
 )
 
 // maxStreamName is the broker's limit on stream and consumer names.
@@ -86,30 +86,11 @@ func checkStreamName(name string) error {
 	return nil
 }
 
-// checkTopic applies the topic name rules of the eventbus package, so that
+// checkTopic applies the topic name rule of the eventbus package, so that
 // a topic is always a literal subject suffix (no wildcard, no space).
 func checkTopic(topic string) error {
-	if err := checkSubjectTokens(topic); err != nil {
+	if err := topicname.Check(topic); err != nil {
 		return fmt.Errorf("%w: %q: %v", eventbus.ErrInvalidTopic, topic, err)
-	}
-	return nil
-}
-
-// checkSubjectTokens accepts 1 to 255 bytes of dot-separated, non-empty
-// tokens of letters, digits, '-' and '_'.
-func checkSubjectTokens(s string) error {
-	if s == "" || len(s) > 255 {
-		return fmt.Errorf("want 1 to 255 bytes, got %d", len(s))
-	}
-	for i, tok := range strings.Split(s, ".") {
-		if tok == "" {
-			return fmt.Errorf("token %d is empty", i+1)
-		}
-		for j := 0; j < len(tok); j++ {
-			if !isNameByte(tok[j]) {
-				return fmt.Errorf("byte %q in token %q is not a letter, digit, '-', '_' or '.'", tok[j], tok)
-			}
-		}
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/quantumtrader/eventbus"
+	"github.com/quantumtrader/eventbus/internal/topicname"
 )
 
 // The defaults New applies when an option is not given.
@@ -94,7 +95,7 @@ func WithStream(name string) Option {
 // letters, digits, '-' and '_'.
 func WithSubjectPrefix(prefix string) Option {
 	return func(c *config) error {
-		if err := checkSubjectTokens(prefix); err != nil {
+		if err := topicname.Check(prefix); err != nil {
 			return fmt.Errorf("%w: WithSubjectPrefix(%q): %v", eventbus.ErrInvalidOption, prefix, err)
 		}
 		c.prefix = prefix

@@ -87,23 +87,21 @@ func newReceiver(t *transport, subject string, opts eventbus.SubscribeOptions) *
 	if opts.Replay {
 		r.cfg.DeliverPolicy = jetstream.DeliverLastPerSubjectPolicy
 	}
-	switch {
-	case opts.Group != "":
-		r.name = consumerName(kindGroup, opts.Topic, opts.Group)
-		r.durable = true
-		r.cfg.Durable = r.name
-		r.cfg.Description = fmt.Sprintf("eventbus group %.200q of topic %s", opts.Group, opts.Topic)
-	case opts.Name != "":
-		r.name = consumerName(kindName, opts.Topic, opts.Name)
-		r.durable = true
-		r.cfg.Durable = r.name
-		r.cfg.Description = fmt.Sprintf("eventbus subscription %.200q of topic %s", opts.Name, opts.Topic)
-	default:
+	kind, id, what := kindGroup, opts.Group, "group"
+	if id == "" {
+		kind, id, what = kindName, opts.Name, "subscription"
+	}
+	if id == "" {
 		r.name = ephemeralName(opts.Topic)
 		r.cfg.Name = r.name
 		r.cfg.InactiveThreshold = ephemeralInactivity
 		r.cfg.Description = "eventbus ephemeral subscription of topic " + opts.Topic
+		return r
 	}
+	r.name = consumerName(kind, opts.Topic, id)
+	r.durable = true
+	r.cfg.Durable = r.name
+	r.cfg.Description = fmt.Sprintf("eventbus %s %.200q of topic %s", what, id, opts.Topic)
 	return r
 }
 
@@ -116,7 +114,7 @@ func (r *receiver) start(ctx context.Context) error {
 	it, err := c.Messages(r.pullOpts...)
 	if err != nil {
 		if !r.durable {
-			_ = r.t.js.DeleteConsumer(ctx, r.t.cfg.stream, r.name)
+			_ = r.deleteConsumer(ctx)
 		}
 		return err
 	}
@@ -233,7 +231,7 @@ func (r *receiver) deliver(msg jetstream.Msg) *delivery {
 // are simply dropped.
 func (r *receiver) giveBack(msg jetstream.Msg) {
 	if r.durable {
-		_ = r.t.nc.Publish(msg.Reply(), ackNak) // if lost, AckWait brings it back
+		_ = msg.Nak() // a plain publish: if lost, AckWait brings it back
 	}
 }
 
@@ -252,12 +250,12 @@ func (r *receiver) recover(ctx context.Context, cause error, wait time.Duration)
 	if running && !gone {
 		return 0
 	}
-	r.t.log.Warn("natsbus: resuming consumer", "subject", r.subject, "consumer", r.name, "recreate", gone, "cause", cause)
+	r.t.cfg.logger.Warn("natsbus: resuming consumer", "subject", r.subject, "consumer", r.name, "recreate", gone, "cause", cause)
 	err = r.rebuild(ctx, gone)
 	if err == nil {
 		return 0
 	}
-	r.t.log.Warn("natsbus: cannot resume consumer yet", "subject", r.subject, "consumer", r.name, "err", err)
+	r.t.cfg.logger.Warn("natsbus: cannot resume consumer yet", "subject", r.subject, "consumer", r.name, "err", err)
 	wait = min(max(2*wait, 100*time.Millisecond), maxRecoverWait)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
@@ -373,6 +371,12 @@ func (r *receiver) caughtUp(ctx context.Context, target *uint64) (bool, error) {
 // wrapping ctx's, and Next returns ErrClosed all the same. Stop may be
 // called more than once.
 func (r *receiver) Stop(ctx context.Context) error {
+	return r.stop(ctx, false)
+}
+
+// stop does Stop's work, then finishes the receiver as finish does with
+// force: the transport's Close forces it.
+func (r *receiver) stop(ctx context.Context, force bool) error {
 	r.stopOnce.Do(func() { close(r.done) })
 	r.mu.Lock()
 	it := r.iter
@@ -390,7 +394,7 @@ func (r *receiver) Stop(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("natsbus: stop receiver of %s: %w", r.subject, err)
 	}
-	return r.finish(ctx, false)
+	return r.finish(ctx, force)
 }
 
 // drain ends the current iterator and gives back what it had buffered; the
@@ -442,7 +446,7 @@ func (r *receiver) settled(ctx context.Context) {
 	r.mu.Unlock()
 	if last {
 		if err := r.deleteConsumer(ctx); err != nil {
-			r.t.log.Warn("natsbus: cannot delete ephemeral consumer; the transport's Close or the broker will",
+			r.t.cfg.logger.Warn("natsbus: cannot delete ephemeral consumer; the transport's Close or the broker will",
 				"subject", r.subject, "consumer", r.name, "err", err)
 		}
 	}
@@ -455,8 +459,7 @@ func (r *receiver) deleteConsumer(ctx context.Context) error {
 	if deleted {
 		return nil
 	}
-	ctx, cancel := r.t.bound(ctx)
-	defer cancel()
+	// js bounds a ctx without deadline by WithTimeout (WithDefaultTimeout).
 	err := r.t.js.DeleteConsumer(ctx, r.t.cfg.stream, r.name)
 	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("natsbus: delete consumer %s of %s: %w", r.name, r.subject, err)
@@ -470,6 +473,5 @@ func (r *receiver) deleteConsumer(ctx context.Context) error {
 
 // abandon undoes a receiver that was started but never handed to anyone.
 func (r *receiver) abandon(ctx context.Context) {
-	_ = r.Stop(ctx)
-	_ = r.finish(ctx, true)
+	_ = r.stop(ctx, true)
 }

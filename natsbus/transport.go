@@ -28,7 +28,6 @@ type transport struct {
 	stream  jetstream.Stream // a handle on cfg.stream: its methods ask the broker
 	cfg     config
 	subject string // cfg.prefix + ".", put before every topic
-	log     *slog.Logger
 	closed  atomic.Bool
 
 	mu        sync.Mutex
@@ -73,7 +72,6 @@ func New(nc *nats.Conn, opts ...Option) (eventbus.Transport, error) {
 		js:        js,
 		cfg:       cfg,
 		subject:   cfg.prefix + ".",
-		log:       cfg.logger,
 		receivers: make(map[*receiver]struct{}),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.timeout)
@@ -238,11 +236,7 @@ func (t *transport) Close(ctx context.Context) error {
 	defer cancel()
 	var errs []error
 	for _, r := range rs {
-		if err := r.Stop(ctx); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if err := r.finish(ctx, true); err != nil {
+		if err := r.stop(ctx, true); err != nil {
 			errs = append(errs, err)
 		}
 	}

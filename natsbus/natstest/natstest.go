@@ -20,6 +20,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"sync"
@@ -96,15 +97,11 @@ func (s *Server) ensureAnchor(t testing.TB) {
 	if anchored.url == s.url {
 		return
 	}
-	nc, err := nats.Connect(s.url)
-	if err != nil {
-		t.Fatalf("natstest: connect to %s: %v", s.url, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	js, closeJS, err := s.jetStream()
 	if err != nil {
 		t.Fatalf("natstest: %v", err)
 	}
+	defer closeJS()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	cfg := jetstream.StreamConfig{
@@ -114,14 +111,9 @@ func (s *Server) ensureAnchor(t testing.TB) {
 		MaxMsgs:  1,
 	}
 	for attempt := 1; ; attempt++ {
-		_, err = js.Stream(ctx, AnchorStream)
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			_, err = js.CreateStream(ctx, cfg)
-			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-				err = nil // another process made it first
-			}
-		}
-		if err == nil {
+		// A create with the same config succeeds on an existing stream.
+		_, err = js.CreateStream(ctx, cfg)
+		if err == nil || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			anchored.url = s.url
 			return
 		}
@@ -252,20 +244,29 @@ func (s *Server) Names(t testing.TB) Names {
 }
 
 func (s *Server) deleteStream(t testing.TB, stream string) {
-	nc, err := nats.Connect(s.url)
+	js, closeJS, err := s.jetStream()
 	if err != nil {
 		t.Errorf("natstest: delete stream %s: %v", stream, err)
 		return
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Errorf("natstest: delete stream %s: %v", stream, err)
-		return
-	}
+	defer closeJS()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := js.DeleteStream(ctx, stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Errorf("natstest: delete stream %s: %v", stream, err)
 	}
+}
+
+// jetStream connects to the server for one piece of housekeeping; the
+// caller calls closeJS when done.
+func (s *Server) jetStream() (js jetstream.JetStream, closeJS func(), err error) {
+	nc, err := nats.Connect(s.url)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to %s: %w", s.url, err)
+	}
+	if js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc.Close, nil
 }
