@@ -130,8 +130,9 @@ func attach[T any](b *Bus, s *subscriber[T], join func() []Event[T]) error {
 }
 
 // attachRemote registers a new subscription on a Transport: join adds it to
-// its list and starts its receivers, under b.mu. If join fails, whatever it
-// started is stopped and the subscription is forgotten.
+// its list and starts its receivers, under b.mu. If join fails, it has taken
+// the subscription off its lists again; the receivers it started are
+// stopped here.
 func attachRemote[T any](b *Bus, s *subscriber[T], join func() error) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -141,12 +142,6 @@ func attachRemote[T any](b *Bus, s *subscriber[T], join func() error) error {
 	s.startKeeper()
 	if err := join(); err != nil {
 		_ = s.stopReceivers() // logged; nothing was delivered yet
-		if s.topic == "*" {
-			s.list.Store(s.list.Load().without(s)) // its list is b.all, under b.mu
-		} else {
-			s.detach()
-		}
-		b.remoteAll = slices.DeleteFunc(b.remoteAll, func(x *subscriber[any]) bool { return x.Subscription == s.Subscription })
 		return err
 	}
 	b.live[s.Subscription] = struct{}{}

@@ -26,6 +26,7 @@ type fakeTransport struct {
 	published  []*eventbus.Envelope
 	receivers  []*fakeReceiver
 	publishErr error
+	failTopic  string                          // Subscribe to this topic fails
 	drain      func(ctx context.Context) error // nil: receivers do not implement Drainer
 }
 
@@ -58,6 +59,9 @@ func (f *fakeTransport) Publish(_ context.Context, env *eventbus.Envelope) error
 }
 
 func (f *fakeTransport) Subscribe(_ context.Context, opts eventbus.SubscribeOptions) (eventbus.Receiver, error) {
+	if opts.Topic == f.failTopic {
+		return nil, errBroker
+	}
 	r := &fakeReceiver{t: f, opts: opts, ch: make(chan eventbus.Delivery, 64), stop: make(chan struct{})}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -144,6 +148,8 @@ func newFakeBus(t *testing.T, f *fakeTransport, opts ...eventbus.Option) *eventb
 	t.Cleanup(func() { _ = bus.Close(context.Background()) })
 	return bus
 }
+
+var errBroker = errors.New("broker says no")
 
 type fill struct {
 	Symbol string `json:"symbol"`
@@ -268,4 +274,34 @@ func TestTransportPublishWaitIsUnsupported(t *testing.T) {
 	assert.Empty(t, f.published, "nothing is published")
 	closeBus(t, bus)
 	assert.ErrorIs(t, fills.PublishWait(t.Context(), fill{"BTCUSDT", 1}), eventbus.ErrClosed, "after Close")
+}
+
+func TestTransportSubscribeThatFailsLeavesNoSubscription(t *testing.T) {
+	t.Run("Subscribe", func(t *testing.T) {
+		f := &fakeTransport{failTopic: "trade.filled"}
+		bus := newFakeBus(t, f)
+		fills := eventbus.MustTopic[fill](bus, "trade.filled")
+		_, err := fills.Subscribe(func(context.Context, eventbus.Event[fill]) error { return nil })
+		require.ErrorIs(t, err, errBroker)
+		assert.Zero(t, bus.Stats().TotalHandlers)
+		assert.Empty(t, fills.Stats().Subscriptions)
+	})
+	t.Run("SubscribeAll, failing on its second topic", func(t *testing.T) {
+		f := &fakeTransport{failTopic: "trade.filled"}
+		bus := newFakeBus(t, f)
+		orders := eventbus.MustTopic[fill](bus, "trade.ordered")
+		eventbus.MustTopic[fill](bus, "trade.filled")
+		_, err := eventbus.SubscribeAll(bus, func(context.Context, eventbus.Event[any]) error { return nil })
+		require.ErrorIs(t, err, errBroker)
+		assert.Zero(t, bus.Stats().TotalHandlers)
+		assert.Equal(t, []string{"stop"}, f.events(), "the receiver of its first topic is stopped")
+
+		// A new topic gets no receiver for the failed subscription.
+		eventbus.MustTopic[fill](bus, "trade.settled")
+		require.NoError(t, orders.Publish(context.Background(), fill{Symbol: "BTCUSDT", Qty: 1}))
+		assert.Zero(t, bus.Stats().Dispatched)
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		assert.Len(t, f.receivers, 1, "only the first topic's receiver was ever made")
+	})
 }

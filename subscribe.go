@@ -215,11 +215,13 @@ func SubscribeAll(b *Bus, h Handler[any], opts ...SubOption) (*Subscription, err
 	}
 	s.list, s.listMu, s.prodMu = &b.all, &b.mu, &sync.Mutex{}
 	if s.remote != nil {
-		err = attachRemote(b, s, func() error {
+		err = attachRemote(b, s, func() error { // under b.mu
 			b.all.Store(b.all.Load().with(s))
 			b.remoteAll = append(b.remoteAll, s)
 			for _, t := range b.order {
 				if err := s.listen(t.core().name, t.decodeAny); err != nil {
+					b.all.Store(b.all.Load().without(s))
+					b.remoteAll = b.remoteAll[:len(b.remoteAll)-1]
 					return err
 				}
 			}

@@ -508,7 +508,11 @@ func (t *Topic[T]) Subscribe(h Handler[T], opts ...SubOption) (*Subscription, er
 			t.mu.Lock()
 			t.subs.Store(t.subs.Load().with(s))
 			t.mu.Unlock()
-			return s.listen(t.name, t.decode)
+			if err := s.listen(t.name, t.decode); err != nil {
+				s.detach()
+				return err
+			}
+			return nil
 		})
 		if err != nil {
 			return nil, err
