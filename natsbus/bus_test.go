@@ -45,12 +45,7 @@ func TestNATSBusPassesTheConformanceSuite(t *testing.T) {
 		DurableResume: true,
 		// PublishWait: the handlers may be in other processes.
 		// Sync: a handler cannot run in the publisher's goroutine across a broker.
-		//
-		// The Close case drains up to 8000 events through each of two
-		// consumers, one broker round trip per ack: 11s alone under -race
-		// on 2 cores, over 20s while the other packages' tests run beside
-		// it. Timeout bounds that Close, so it has room to spare.
-		Timeout: time.Minute,
+		Timeout: 20 * time.Second,
 	})
 }
 
