@@ -380,3 +380,11 @@ func (b *Bus) Stats() Stats {
 	st.Retries, st.Dropped, st.DeadLettered, st.Undelivered = sum.retries, sum.dropped, sum.deadLettered, sum.undelivered
 	return st
 }
+
+// nudgeQuiet tells Close that a topic's last publish under way is over.
+func (b *Bus) nudgeQuiet() {
+	select {
+	case b.quiet <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}

@@ -318,24 +318,50 @@ func (s *subscriber[T]) handleItem(ctx context.Context, w *worker, it *item[T]) 
 	}
 }
 
+// outcome is what became of one Sync handler's call in a publish.
+type outcome uint8
+
+const (
+	handled outcome = iota // called, and it (or a retry) succeeded
+	failed                 // called, and every attempt failed
+	skipped                // not called: the subscription was unsubscribed
+)
+
+// outcomes returns n cleared outcomes, in buf if it is large enough: the
+// publish path keeps them on its stack.
+func outcomes(buf []outcome, n int) []outcome {
+	if n > len(buf) {
+		return make([]outcome, n)
+	}
+	buf = buf[:n]
+	clear(buf)
+	return buf
+}
+
 // publishSync runs the Sync handlers of subs for ev, one after the other,
-// in the publisher's goroutine. It costs each handler a load and an atomic
-// add: Unsubscribe's bit is checked with the load (a call that saw it clear
-// started before Unsubscribe returned, exactly as with a lock), and the add
-// counts the call. Panics are recovered once per publish, not once per
-// handler: after a panic, the loop resumes with the next handler. timed says
-// whether to time the handlers, for the latency statistics.
-func publishSync[T any](ctx context.Context, subs []*subscriber[T], ev *Event[T], timed bool) {
-	if timed {
-		for _, s := range subs {
-			_ = s.deliverSync(ctx, ev)
+// in the publisher's goroutine, and records in out[i] what became of
+// subs[i]'s call; the caller counts the calls afterwards, all at once
+// (finishSync, countSync). A handler costs a load: Unsubscribe's bit is
+// checked with it (a call that saw it clear started before Unsubscribe
+// returned, exactly as with a lock). Panics are recovered once per publish,
+// not once per handler: after a panic, the loop resumes with the next
+// handler. n is the publish's number on the topic: it decides which calls
+// are timed for the latency statistics (see sampled).
+func publishSync[T any](ctx context.Context, subs []*subscriber[T], ev *Event[T], n uint64, out []outcome) {
+	if n <= 16 {
+		for i, s := range subs {
+			out[i], _ = s.callTimed(ctx, ev)
 		}
 		return
 	}
+	timed := -1
+	if sampled(n) && len(subs) > 0 {
+		timed = int(n/64) % len(subs) // one handler per sampled publish, in turn
+	}
 	for i := 0; i < len(subs); i++ {
 		var p *recovered
-		if i, p = callSync(ctx, subs, i, ev); p != nil {
-			subs[i].syncFailed(ctx, ev, p.stack, &panicError{value: p.value})
+		if i, p = callSync(ctx, subs, i, ev, timed, out); p != nil {
+			out[i] = subs[i].syncFailed(ctx, ev, p.stack, &panicError{value: p.value})
 		}
 	}
 }
@@ -347,7 +373,7 @@ type recovered struct {
 
 // callSync calls the handlers of subs from i on, until one panics: it
 // returns the index it stopped at and, if it stopped early, the panic.
-func callSync[T any](ctx context.Context, subs []*subscriber[T], i int, ev *Event[T]) (at int, p *recovered) {
+func callSync[T any](ctx context.Context, subs []*subscriber[T], i int, ev *Event[T], timed int, out []outcome) (at int, p *recovered) {
 	defer func() {
 		if r := recover(); r != nil {
 			p = &recovered{value: r, stack: debug.Stack()}
@@ -355,48 +381,80 @@ func callSync[T any](ctx context.Context, subs []*subscriber[T], i int, ev *Even
 	}()
 	for at = i; at < len(subs); at++ {
 		s := subs[at]
+		if at == timed {
+			out[at], _ = s.callTimed(ctx, ev)
+			continue
+		}
 		if s.gate.Load()&gateClosed != 0 {
+			out[at] = skipped
 			continue
 		}
 		if err := s.handler(ctx, *ev); err != nil {
-			s.syncFailed(ctx, ev, nil, err)
-		} else if s.gate.Add(gateDone)&gateFolded != 0 {
-			s.retireLate(nil) // Unsubscribe has already folded the counts
+			out[at] = s.syncFailed(ctx, ev, nil, err)
 		}
 	}
 	return at, nil
 }
 
 // syncFailed goes on after the first attempt of a Sync delivery failed.
-func (s *subscriber[T]) syncFailed(ctx context.Context, ev *Event[T], stack []byte, err error) {
-	s.syncDone(s.retry(ctx, ev, s.failure(ev, 1, stack, err)))
+func (s *subscriber[T]) syncFailed(ctx context.Context, ev *Event[T], stack []byte, err error) outcome {
+	if s.retry(ctx, ev, s.failure(ev, 1, stack, err)) != nil {
+		return failed
+	}
+	return handled
 }
 
-// syncDone counts a Sync delivery that is over.
-func (s *subscriber[T]) syncDone(err error) {
-	if err != nil {
-		s.c.failed.Add(1)
-	}
-	if s.gate.Add(gateDone)&gateFolded != 0 {
-		s.retireLate(err) // Unsubscribe has already folded the counts
-	}
-}
-
-// deliverSync delivers ev to a Sync handler on its own, timing the call, for
-// PublishWait, Replay and the timed publishes of publishSync.
-func (s *subscriber[T]) deliverSync(ctx context.Context, ev *Event[T]) error {
+// callTimed delivers ev to a Sync handler on its own, timing the call, for
+// PublishWait and the timed publishes of publishSync; the caller counts
+// the call.
+func (s *subscriber[T]) callTimed(ctx context.Context, ev *Event[T]) (outcome, error) {
 	if s.gate.Load()&gateClosed != 0 {
-		return nil
+		return skipped, nil
 	}
-	err := s.deliver(ctx, ev, true)
-	s.syncDone(err)
+	if err := s.deliver(ctx, ev, true); err != nil {
+		return failed, err
+	}
+	return handled, nil
+}
+
+// countSync counts the Sync calls of a publish for subscriptions whose
+// counts are not under a topic's lock (SubscribeAll), one atomic add each.
+func countSync[T any](subs []*subscriber[T], out []outcome) {
+	for i, s := range subs {
+		if out[i] != skipped {
+			s.syncDone(out[i] == failed)
+		}
+	}
+}
+
+// syncDone counts a Sync call that is over in the gate, and a success in
+// the delivered counter, in that order: Stats loads them in the other, so
+// that it never sees more delivered than dispatched.
+func (s *subscriber[T]) syncDone(fail bool) {
+	if s.gate.Add(gateDone)&gateFolded != 0 {
+		s.retireLate(fail) // Unsubscribe has already folded the counts
+		return
+	}
+	if !fail {
+		s.c.delivered.Add(1)
+	}
+}
+
+// deliverSync delivers ev to a Sync handler outside any publish (Replay),
+// timing the call, and counts it.
+func (s *subscriber[T]) deliverSync(ctx context.Context, ev *Event[T]) error {
+	o, err := s.callTimed(ctx, ev)
+	if o != skipped {
+		s.syncDone(o == failed)
+	}
 	return err
 }
 
 // sampled says whether handler call number n (from 1), or, for Sync
 // handlers, publish number n of the topic, is timed: reading the clock twice
 // costs more than a small handler, so the first calls are, for quiet
-// subscriptions to have figures, and then one in 64.
+// subscriptions to have figures, and then one in 64 (for Sync handlers,
+// one handler of each such publish, in turn).
 func sampled(n uint64) bool { return n <= 16 || n%64 == 0 }
 
 // deliver hands ev to the handler, retrying as Retry allows, and

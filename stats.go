@@ -78,11 +78,12 @@ type SubscriptionStats struct {
 }
 
 // counters are a subscription's counts of rarer things, each incremented
-// with an atomic add; dispatched and delivered come from the gate (Sync) or
-// the workers (asynchronous), and are unused here.
+// with an atomic add. Dispatched and delivered come from elsewhere: the
+// workers' own counts (asynchronous), or, for Sync, the counts its topic's
+// publishers keep under the topic's lock plus, for the calls made outside
+// them (SubscribeAll, Replay), the gate (dispatched) and delivered here.
 type counters struct {
 	dispatched, delivered, errors, panics, retries, dropped, deadLettered, undelivered atomic.Uint64
-	failed                                                                             atomic.Uint64 // Sync deliveries that did not succeed
 }
 
 // tally is a plain copy of counters, for sums.

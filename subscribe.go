@@ -35,16 +35,25 @@ type Subscription struct {
 	done    chan struct{} // closed when the last worker has exited
 	gone    chan struct{} // closed by Unsubscribe: retry waits end
 
-	// gate orders deliveries against Unsubscribe, and counts the calls of a
-	// Sync subscription. Unsubscribe sets gateClosed; every delivery loads
-	// the gate first and does not start if it is set: a delivery that saw it
-	// clear started before Unsubscribe returned, none starts after.
-	// Unsubscribe never waits for a handler, so a handler may unsubscribe
-	// itself. A Sync call adds gateDone when it returns; retire sets
-	// gateFolded when it moves the counts into the topic's, and a call that
-	// finishes later sees the bit and moves its own count.
+	// gate orders deliveries against Unsubscribe, and counts the Sync calls
+	// that no topic's lock counts (those of SubscribeAll, and Replay's).
+	// Unsubscribe sets gateClosed; every delivery loads the gate first and
+	// does not start if it is set: a delivery that saw it clear started
+	// before Unsubscribe returned, none starts after. Unsubscribe never
+	// waits for a handler, so a handler may unsubscribe itself. Such a Sync
+	// call adds gateDone when it returns; retire sets gateFolded when it
+	// moves the counts into the topic's, and a call that finishes later (in
+	// the gate or in calls) sees the bit and moves its own count.
 	gate   atomic.Int64
 	folded atomic.Bool // the counters moved into the topic's retired sum
+
+	// calls counts the Sync calls made by publishes on the subscription's
+	// topic, under callsMu (the topic's lock): the publisher adds them all
+	// at once when its handlers have returned. nil callsMu for SubscribeAll,
+	// whose calls count in gate, like those of Replay.
+	callsMu  sync.Locker
+	calls    uint64
+	delivers uint64 // the calls that succeeded
 
 	unsubscribe sync.Once
 	typed       typedSub // the generic half: rings and list membership
@@ -116,7 +125,16 @@ func (s *Subscription) retire() {
 		return
 	}
 	if s.sync {
-		s.gate.Or(gateFolded) // from here on, calls that finish count themselves
+		// From here on, calls that finish count themselves. Under the lock
+		// of calls, so that each publish either counted its calls before
+		// the fold or sees the bit.
+		if s.callsMu != nil {
+			s.callsMu.Lock()
+		}
+		s.gate.Or(gateFolded)
+		if s.callsMu != nil {
+			s.callsMu.Unlock()
+		}
 	}
 	r := s.bus.retired(s.topic)
 	t, lat := s.load(), s.latency.Snapshot()
@@ -128,14 +146,25 @@ func (s *Subscription) retire() {
 }
 
 // retireLate adds a Sync call that finished after retire to the totals.
-func (s *Subscription) retireLate(err error) {
+func (s *Subscription) retireLate(failed bool) {
 	r := s.bus.retired(s.topic)
 	r.mu.Lock()
 	r.sum.dispatched++
-	if err == nil {
+	if !failed {
 		r.sum.delivered++
 	}
 	r.mu.Unlock()
+}
+
+// syncCalls returns the Sync calls counted under the topic's lock, and
+// how many of them succeeded.
+func (s *Subscription) syncCalls() (calls, delivers uint64) {
+	if s.callsMu == nil {
+		return 0, 0
+	}
+	s.callsMu.Lock()
+	defer s.callsMu.Unlock()
+	return s.calls, s.delivers
 }
 
 // load reads the subscription's counts.
@@ -145,8 +174,10 @@ func (s *Subscription) load() tally {
 		return t
 	}
 	if s.sync {
-		done := uint64(s.gate.Load()) / gateDone
-		t.dispatched, t.delivered = done, done-min(done, s.c.failed.Load())
+		// t.delivered, loaded first, holds the successes counted in the gate.
+		calls, delivers := s.syncCalls()
+		t.dispatched = uint64(s.gate.Load())/gateDone + calls
+		t.delivered += delivers
 		return t
 	}
 	for _, l := range s.lanes {

@@ -25,13 +25,6 @@ type Topic[T any] struct {
 	remote   bool           // the bus has a Transport: publish through it
 	subs     atomic.Pointer[subList[T]]
 
-	// mu is the producer lock of the topic's rings. Holding it, a publisher
-	// stamps the event's ID, checks every subscription has room, and writes
-	// the event, so every subscription sees the events of concurrent
-	// publishers in the same order, a Reject is all or nothing, and Replay
-	// takes the latest event atomically with the subscription. Handlers
-	// never run under it.
-	mu        sync.Mutex
 	ids       *idgen.Source
 	ring      *ring.Ring[item[T]] // shared by the lanes that can share; nil until the first
 	closed    bool                // Close has begun: only internal publishes pass
@@ -43,11 +36,21 @@ type Topic[T any] struct {
 
 // topicCore is the part of a topic the Bus handles without knowing T.
 type topicCore struct {
-	bus      *Bus
-	name     string
-	typ      reflect.Type
-	inflight atomic.Int64 // publishes running Sync handlers, for Close
-	retired  retiredStats // what its unsubscribed subscriptions counted
+	bus  *Bus
+	name string
+	typ  reflect.Type
+
+	// mu is the producer lock of the topic's rings. Holding it, a publisher
+	// stamps the event's ID, checks every subscription has room, and writes
+	// the event, so every subscription sees the events of concurrent
+	// publishers in the same order, a Reject is all or nothing, and Replay
+	// takes the latest event atomically with the subscription. Handlers
+	// never run under it. It also guards syncInflight and the call counts
+	// of the topic's Sync subscriptions (Subscription.calls).
+	mu           sync.Mutex
+	syncInflight int          // publishes running Sync handlers, for Close
+	inflight     atomic.Int64 // publishes waiting for the Transport, for Close
+	retired      retiredStats // what its unsubscribed subscriptions counted
 }
 
 // topicEntry is a registered topic of any payload type.
@@ -154,13 +157,48 @@ func (t *Topic[T]) publish(ctx context.Context, ev *Event[T], internal bool) err
 	if !hasSync(subs, all) {
 		return nil
 	}
-	publishSync(ctx, syncOf(subs), ev, sampled(n))
+	var buf [64]outcome
+	ts := syncOf(subs)
+	out := outcomes(buf[:], len(ts))
+	publishSync(ctx, ts, ev, n, out)
 	if all != nil && len(all.sync) > 0 {
 		boxOnce(&anyEv, ev)
-		publishSync(ctx, all.sync, &anyEv, sampled(n))
+		allOut := outcomes(buf[min(len(ts), len(buf)):], len(all.sync))
+		publishSync(ctx, all.sync, &anyEv, n, allOut)
+		countSync(all.sync, allOut)
 	}
-	t.leave()
+	t.finishSync(ts, out)
 	return nil
+}
+
+// finishSync ends a publish that ran Sync handlers: under the topic's lock,
+// once for all of them, it counts the calls of the topic's Sync
+// subscriptions (an atomic add per handler would cost more than the call)
+// and tells Close when the last such publish is over.
+func (t *Topic[T]) finishSync(subs []*subscriber[T], out []outcome) {
+	var late []int // calls of subscriptions that Unsubscribe retired meanwhile
+	t.mu.Lock()
+	for i, s := range subs {
+		switch {
+		case out[i] == skipped:
+		case s.gate.Load()&gateFolded != 0:
+			late = append(late, i)
+		default:
+			s.calls++
+			if out[i] != failed {
+				s.delivers++
+			}
+		}
+	}
+	t.syncInflight--
+	quiet := t.syncInflight == 0 && t.bus.closed.Load()
+	t.mu.Unlock()
+	for _, i := range late {
+		subs[i].retireLate(out[i] == failed)
+	}
+	if quiet {
+		t.bus.nudgeQuiet()
+	}
 }
 
 func syncOf[T any](l *subList[T]) []*subscriber[T] {
@@ -205,14 +243,20 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 	if hasSync(subs, all) {
 		var g errgroup.Group
 		g.SetLimit(t.bus.cfg.workers)
-		goSync(ctx, &g, syncOf(subs), &ev, w)
+		ts := syncOf(subs)
+		out := outcomes(nil, len(ts))
+		goSync(ctx, &g, ts, &ev, w, out)
+		var as []*subscriber[any]
+		var allOut []outcome
 		if all != nil && len(all.sync) > 0 {
 			shared := anyEv // what the goroutines share escapes; anyEv itself stays on the stack
 			boxOnce(&shared, &ev)
-			goSync(ctx, &g, all.sync, &shared, w)
+			as, allOut = all.sync, outcomes(nil, len(all.sync))
+			goSync(ctx, &g, as, &shared, w, allOut)
 		}
 		_ = g.Wait() // the goroutines return nil; errors go to w
-		t.leave()
+		countSync(as, allOut)
+		t.finishSync(ts, out)
 	}
 	w.finish(nil) // the publisher's own hold
 	select {
@@ -224,11 +268,13 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 }
 
 // goSync runs PublishWait's Sync handlers of subs on g, each failure going
-// to w.
-func goSync[T any](ctx context.Context, g *errgroup.Group, subs []*subscriber[T], ev *Event[T], w *waiter) {
-	for _, s := range subs {
+// to w and each outcome to out.
+func goSync[T any](ctx context.Context, g *errgroup.Group, subs []*subscriber[T], ev *Event[T], w *waiter, out []outcome) {
+	for i, s := range subs {
 		g.Go(func() error {
-			if err := s.deliverSync(ctx, ev); err != nil {
+			var err error
+			out[i], err = s.callTimed(ctx, ev)
+			if err != nil {
 				w.fail(err)
 			}
 			return nil
@@ -274,7 +320,7 @@ func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], anyEv *Event[any], 
 				t.noSubs++
 			}
 			if hasSync(subs, all) {
-				t.inflight.Add(1) // Close waits for the Sync handlers
+				t.syncInflight++ // Close waits for the Sync handlers
 			}
 			t.mu.Unlock()
 			return subs, all, n, nil
@@ -503,6 +549,9 @@ func (t *Topic[T]) Subscribe(h Handler[T], opts ...SubOption) (*Subscription, er
 		return nil, err
 	}
 	s.list, s.listMu, s.prodMu = &t.subs, &t.mu, &t.mu
+	if s.sync {
+		s.callsMu = &t.mu // finishSync counts its calls
+	}
 	if s.remote != nil {
 		err = attachRemote(t.bus, s, func() error {
 			t.mu.Lock()
@@ -608,18 +657,24 @@ func (t *Topic[T]) latestLocked() (Event[any], bool) {
 	return boxed(&t.latest), true
 }
 
+// leave ends a publish through the Transport.
 func (c *topicCore) leave() {
 	if c.inflight.Add(-1) == 0 && c.bus.closed.Load() {
-		select {
-		case c.bus.quiet <- struct{}{}:
-		default: // a wake-up is already pending
-		}
+		c.bus.nudgeQuiet()
 	}
+}
+
+// busy reports whether a publish is under way on the topic.
+func (c *topicCore) busy() bool {
+	c.mu.Lock()
+	n := c.syncInflight
+	c.mu.Unlock()
+	return n != 0 || c.inflight.Load() != 0
 }
 
 // quiesce waits until no publish is under way on the topic.
 func (c *topicCore) quiesce(ctx context.Context) error {
-	for c.inflight.Load() != 0 {
+	for c.busy() {
 		select {
 		case <-c.bus.quiet:
 		case <-ctx.Done():
