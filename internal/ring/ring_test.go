@@ -1,7 +1,9 @@
 package ring
 
 import (
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -239,4 +241,41 @@ func BenchmarkPutNext(b *testing.B) {
 	if got := <-done; got != n {
 		b.Fatalf("consumed %d of %d", got, n)
 	}
+}
+
+// BenchmarkCacheLineRoundTrip measures the machine rather than the ring: two
+// goroutines pass a counter back and forth through one cache line, so each
+// iteration is two transfers of the line between the cores they run on.
+// Every event a reader takes while it keeps up with the producer costs one
+// such transfer of a slot's line, which bounds the ring's events/s when the
+// reader is never behind.
+func BenchmarkCacheLineRoundTrip(b *testing.B) {
+	var line struct {
+		_    [64]byte
+		n    atomic.Uint64
+		_    [64]byte
+		stop atomic.Bool
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for want := uint64(1); ; want += 2 {
+			for line.n.Load() != want {
+				if line.stop.Load() {
+					return
+				}
+			}
+			line.n.Store(want + 1)
+		}
+	}()
+	var want uint64
+	for b.Loop() {
+		line.n.Store(want + 1)
+		want += 2
+		for line.n.Load() != want {
+			runtime.KeepAlive(&line) // spin; the loop has nothing else to do
+		}
+	}
+	line.stop.Store(true)
+	<-done
 }
