@@ -327,8 +327,9 @@ const (
 	skipped                // not called: the subscription was unsubscribed
 )
 
-// outcomes returns n cleared outcomes, in buf if it is large enough: the
-// publish path keeps them on its stack.
+// outcomes returns n cleared outcomes (handled, until a call says
+// otherwise), in buf if it is large enough: the publish path keeps them on
+// its stack.
 func outcomes(buf []outcome, n int) []outcome {
 	if n > len(buf) {
 		return make([]outcome, n)
@@ -356,7 +357,7 @@ func publishSync[T any](ctx context.Context, subs []*subscriber[T], ev *Event[T]
 	}
 	timed := -1
 	if sampled(n) && len(subs) > 0 {
-		timed = int(n/64) % len(subs) // one handler per sampled publish, in turn
+		timed = int(n / 64 % uint64(len(subs))) // one handler per sampled publish, in turn
 	}
 	for i := 0; i < len(subs); i++ {
 		var p *recovered
@@ -405,8 +406,8 @@ func (s *subscriber[T]) syncFailed(ctx context.Context, ev *Event[T], stack []by
 }
 
 // callTimed delivers ev to a Sync handler on its own, timing the call, for
-// PublishWait and the timed publishes of publishSync; the caller counts
-// the call.
+// PublishWait, Replay and the timed publishes of publishSync; the caller
+// counts the call.
 func (s *subscriber[T]) callTimed(ctx context.Context, ev *Event[T]) (outcome, error) {
 	if s.gate.Load()&gateClosed != 0 {
 		return skipped, nil
@@ -418,25 +419,12 @@ func (s *subscriber[T]) callTimed(ctx context.Context, ev *Event[T]) (outcome, e
 }
 
 // countSync counts the Sync calls of a publish for subscriptions whose
-// counts are not under a topic's lock (SubscribeAll), one atomic add each.
+// counts are not under a topic's lock (SubscribeAll): each under its own lock.
 func countSync[T any](subs []*subscriber[T], out []outcome) {
 	for i, s := range subs {
 		if out[i] != skipped {
-			s.syncDone(out[i] == failed)
+			s.countCall(out[i] == failed)
 		}
-	}
-}
-
-// syncDone counts a Sync call that is over in the gate, and a success in
-// the delivered counter, in that order: Stats loads them in the other, so
-// that it never sees more delivered than dispatched.
-func (s *subscriber[T]) syncDone(fail bool) {
-	if s.gate.Add(gateDone)&gateFolded != 0 {
-		s.retireLate(fail) // Unsubscribe has already folded the counts
-		return
-	}
-	if !fail {
-		s.c.delivered.Add(1)
 	}
 }
 
@@ -445,7 +433,7 @@ func (s *subscriber[T]) syncDone(fail bool) {
 func (s *subscriber[T]) deliverSync(ctx context.Context, ev *Event[T]) error {
 	o, err := s.callTimed(ctx, ev)
 	if o != skipped {
-		s.syncDone(o == failed)
+		s.countCall(o == failed)
 	}
 	return err
 }
@@ -497,7 +485,7 @@ func (s *subscriber[T]) pause(ctx context.Context, attempt int) bool {
 	if s.backoff == nil {
 		return ctx.Err() == nil
 	}
-	d := s.backoff(attempt)
+	d := s.backoffAfter(attempt)
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
@@ -511,6 +499,22 @@ func (s *subscriber[T]) pause(ctx context.Context, attempt int) bool {
 	case <-s.gone:
 	}
 	return false
+}
+
+// backoffAfter returns the Retry backoff after failed attempt number
+// attempt. If the backoff function panics, the panic is logged and the next
+// attempt follows at once: a panic here would otherwise escape from the
+// delivery, which for a Sync handler is the publisher's Publish.
+func (s *subscriber[T]) backoffAfter(attempt int) (d time.Duration) {
+	defer func() {
+		if r := recover(); r != nil {
+			d = 0
+			s.bus.logger.LogAttrs(context.Background(), slog.LevelError, "eventbus: Retry backoff function panicked; retrying at once",
+				slog.String("subscriber", s.name), slog.String("topic", s.topic), slog.Int("attempt", attempt),
+				slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
+		}
+	}()
+	return s.backoff(attempt)
 }
 
 // attempt calls the handler once, timing it if asked, and reports a failure.
@@ -604,8 +608,24 @@ func (b *Bus) report(s *Subscription, he *HandlerError, retrying bool) {
 	}
 	b.logger.LogAttrs(context.Background(), level, msg, attrs...)
 	if b.cfg.errorHandler != nil {
-		b.cfg.errorHandler(he)
+		b.callErrorHandler(he)
 	}
+}
+
+// callErrorHandler runs the WithErrorHandler function. A panic in it is
+// logged, not passed on: it would otherwise escape from the delivery that
+// failed, which for a Sync handler is the publisher's Publish, and leave
+// Close waiting for that publish.
+func (b *Bus) callErrorHandler(he *HandlerError) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.logger.LogAttrs(context.Background(), slog.LevelError, "eventbus: error handler panicked",
+				slog.String("topic", he.Topic), slog.String("event_id", he.EventID.String()),
+				slog.String("subscriber", he.Subscriber), slog.Any("panic", r),
+				slog.String("stack", string(debug.Stack())))
+		}
+	}()
+	b.cfg.errorHandler(he)
 }
 
 // waiter collects the outcome of one PublishWait.

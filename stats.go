@@ -53,8 +53,11 @@ type TopicStats struct {
 }
 
 // SubscriptionStats is a snapshot of one subscription's counters. Handler
-// latency is sampled (the first 16 calls, then one in 64, are timed) into a
-// fixed histogram whose quantiles are within 12.5% of the true value.
+// latency is sampled into a fixed histogram whose quantiles are within
+// 12.5% of the true value: the first 16 calls, then one in 64, are timed;
+// for Sync handlers, those of the topic's first 16 publishes, then one
+// handler of every 64th publish, in turn. A Sync call is counted once the
+// publish that made it has run all its Sync handlers.
 type SubscriptionStats struct {
 	Name         string
 	Topic        string // the topic name, or "*" for SubscribeAll
@@ -78,10 +81,9 @@ type SubscriptionStats struct {
 }
 
 // counters are a subscription's counts of rarer things, each incremented
-// with an atomic add. Dispatched and delivered come from elsewhere: the
-// workers' own counts (asynchronous), or, for Sync, the counts its topic's
-// publishers keep under the topic's lock plus, for the calls made outside
-// them (SubscribeAll, Replay), the gate (dispatched) and delivered here.
+// with an atomic add. Dispatched and delivered come from elsewhere and are
+// unused here: the workers' own counts (asynchronous), or Subscription.calls
+// and delivers (Sync).
 type counters struct {
 	dispatched, delivered, errors, panics, retries, dropped, deadLettered, undelivered atomic.Uint64
 }

@@ -35,22 +35,21 @@ type Subscription struct {
 	done    chan struct{} // closed when the last worker has exited
 	gone    chan struct{} // closed by Unsubscribe: retry waits end
 
-	// gate orders deliveries against Unsubscribe, and counts the Sync calls
-	// that no topic's lock counts (those of SubscribeAll, and Replay's).
-	// Unsubscribe sets gateClosed; every delivery loads the gate first and
-	// does not start if it is set: a delivery that saw it clear started
-	// before Unsubscribe returned, none starts after. Unsubscribe never
-	// waits for a handler, so a handler may unsubscribe itself. Such a Sync
-	// call adds gateDone when it returns; retire sets gateFolded when it
-	// moves the counts into the topic's, and a call that finishes later (in
-	// the gate or in calls) sees the bit and moves its own count.
+	// gate orders deliveries against Unsubscribe. Unsubscribe sets
+	// gateClosed; every delivery loads the gate first and does not start if
+	// it is set: a delivery that saw it clear started before Unsubscribe
+	// returned, none starts after. Unsubscribe never waits for a handler,
+	// so a handler may unsubscribe itself. For a Sync subscription, retire
+	// sets gateFolded under callsMu when it moves the counts into the
+	// topic's, and a call counted later sees the bit and moves its own.
 	gate   atomic.Int64
 	folded atomic.Bool // the counters moved into the topic's retired sum
 
-	// calls counts the Sync calls made by publishes on the subscription's
-	// topic, under callsMu (the topic's lock): the publisher adds them all
-	// at once when its handlers have returned. nil callsMu for SubscribeAll,
-	// whose calls count in gate, like those of Replay.
+	// calls counts the calls of a Sync subscription, under callsMu: the
+	// topic's lock, under which a publisher counts all its Sync calls at
+	// once when its handlers have returned (finishSync), or, for
+	// SubscribeAll, a lock of the subscription's own (countSync). Replay's
+	// calls count under it too (countCall).
 	callsMu  sync.Locker
 	calls    uint64
 	delivers uint64 // the calls that succeeded
@@ -62,7 +61,6 @@ type Subscription struct {
 const (
 	gateClosed = 1
 	gateFolded = 1 << 1
-	gateDone   = 1 << 2
 )
 
 // typedSub is what a Subscription needs from its generic subscriber[T].
@@ -128,13 +126,9 @@ func (s *Subscription) retire() {
 		// From here on, calls that finish count themselves. Under the lock
 		// of calls, so that each publish either counted its calls before
 		// the fold or sees the bit.
-		if s.callsMu != nil {
-			s.callsMu.Lock()
-		}
+		s.callsMu.Lock()
 		s.gate.Or(gateFolded)
-		if s.callsMu != nil {
-			s.callsMu.Unlock()
-		}
+		s.callsMu.Unlock()
 	}
 	r := s.bus.retired(s.topic)
 	t, lat := s.load(), s.latency.Snapshot()
@@ -156,8 +150,25 @@ func (s *Subscription) retireLate(failed bool) {
 	r.mu.Unlock()
 }
 
-// syncCalls returns the Sync calls counted under the topic's lock, and
-// how many of them succeeded.
+// countCall counts one Sync call under callsMu, or, if retire has already
+// folded the counts, adds it to the retired totals.
+func (s *Subscription) countCall(fail bool) {
+	s.callsMu.Lock()
+	late := s.gate.Load()&gateFolded != 0
+	if !late {
+		s.calls++
+		if !fail {
+			s.delivers++
+		}
+	}
+	s.callsMu.Unlock()
+	if late {
+		s.retireLate(fail)
+	}
+}
+
+// syncCalls returns the Sync calls counted under callsMu, and how many of
+// them succeeded.
 func (s *Subscription) syncCalls() (calls, delivers uint64) {
 	if s.callsMu == nil {
 		return 0, 0
@@ -174,10 +185,7 @@ func (s *Subscription) load() tally {
 		return t
 	}
 	if s.sync {
-		// t.delivered, loaded first, holds the successes counted in the gate.
-		calls, delivers := s.syncCalls()
-		t.dispatched = uint64(s.gate.Load())/gateDone + calls
-		t.delivered += delivers
+		t.dispatched, t.delivered = s.syncCalls()
 		return t
 	}
 	for _, l := range s.lanes {
@@ -245,6 +253,9 @@ func SubscribeAll(b *Bus, h Handler[any], opts ...SubOption) (*Subscription, err
 		return nil, err
 	}
 	s.list, s.listMu, s.prodMu = &b.all, &b.mu, &sync.Mutex{}
+	if s.sync {
+		s.callsMu = &sync.Mutex{} // countSync counts its calls
+	}
 	if s.remote != nil {
 		err = attachRemote(b, s, func() error { // under b.mu
 			b.all.Store(b.all.Load().with(s))

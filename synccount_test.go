@@ -3,9 +3,13 @@ package eventbus_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -114,4 +118,84 @@ func TestSyncCountsAreExactWhileSubscriptionsLeave(t *testing.T) {
 	assert.EqualValues(t, bs.Published, anyCalls.Load(), "SubscribeAll calls (the dead letters included)")
 	assert.EqualValues(t, calls+anyCalls.Load(), bs.Dispatched, "bus dispatched, SubscribeAll included")
 	assert.EqualValues(t, calls-failed+anyCalls.Load(), bs.Delivered, "bus delivered")
+}
+
+// A SubscribeAll Sync subscription counts its calls under a lock of its own,
+// which Unsubscribe's fold of its counts takes too: leaving while
+// publishes run loses no Delivered and counts no call twice.
+func TestSubscribeAllSyncCountsStayExactWhenItLeaves(t *testing.T) {
+	bus := newBus(t)
+	topic := eventbus.MustTopic[int](bus, "sync.all")
+	var calls atomic.Int64
+	for trial := range 300 {
+		var mine atomic.Int64
+		sub, err := eventbus.SubscribeAll(bus, func(context.Context, eventbus.Event[any]) error {
+			calls.Add(1)
+			mine.Add(1)
+			return nil
+		}, eventbus.Sync())
+		require.NoError(t, err)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := topic.Publish(context.Background(), trial); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+		for mine.Load() < 20 {
+			runtime.Gosched()
+		}
+		require.NoError(t, sub.Unsubscribe())
+		close(stop)
+		wg.Wait()
+		st := bus.Stats()
+		require.EqualValues(t, calls.Load(), st.Dispatched, "trial %d: dispatched", trial)
+		require.EqualValues(t, calls.Load(), st.Delivered, "trial %d: delivered (every call succeeded)", trial)
+	}
+}
+
+// The functions a failed Sync call runs on the user's behalf, the error
+// handler and Retry's backoff, may panic: the panic is logged, Publish
+// returns, and Close does not wait for the publish.
+func TestPanicsInTheErrorHandlerAndBackoffStayInTheBus(t *testing.T) {
+	var log syncWriter
+	log.w = new(strings.Builder)
+	bus, err := eventbus.New(
+		eventbus.WithLogger(slog.New(slog.NewTextHandler(&log, nil))),
+		eventbus.WithErrorHandler(func(*eventbus.HandlerError) { panic("error handler bug") }),
+	)
+	require.NoError(t, err)
+	topic := eventbus.MustTopic[int](bus, "sync.panics")
+	var calls atomic.Int64
+	_, err = topic.Subscribe(func(context.Context, eventbus.Event[int]) error {
+		if calls.Add(1) < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	}, eventbus.Sync(), eventbus.Retry(3, func(int) time.Duration { panic("backoff bug") }))
+	require.NoError(t, err)
+
+	for n := range 20 { // timed publishes (the first 16) and untimed ones
+		calls.Store(0)
+		require.NotPanics(t, func() { assert.NoError(t, topic.Publish(context.Background(), n)) })
+		assert.EqualValues(t, 3, calls.Load(), "publish %d: attempts", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, bus.Close(ctx), "Close waits for no publish")
+
+	st := topic.Stats()
+	assert.EqualValues(t, 20, st.Delivered)
+	assert.EqualValues(t, 40, st.Retries)
+	assert.EqualValues(t, 40, st.Errors)
+	assert.Contains(t, log.String(), "error handler panicked")
+	assert.Contains(t, log.String(), "Retry backoff function panicked; retrying at once")
 }
