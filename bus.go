@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/quantumtrader/eventbus/internal/hist"
 	"github.com/quantumtrader/eventbus/internal/idgen"
 )
 
@@ -366,16 +367,13 @@ func (b *Bus) Stats() Stats {
 		}
 		st.TotalHandlers += len(ts.Subscriptions)
 	}
-	retired, _ := b.retAll.load()
-	sum.add(retired)
-	b.all.Load().each(func(s *Subscription) {
-		ss := s.Stats()
+	all, _ := b.retAll.load(b.all.Load().each, func(s *Subscription) (tally, hist.Snapshot) {
+		ss, sl := s.stats()
 		st.QueueSize += ss.QueueLen
 		st.TotalHandlers++
-		if !s.folded.Load() {
-			sum.add(ss.tally())
-		}
+		return ss.tally(), sl
 	})
+	sum.add(all)
 	st.Dispatched, st.Delivered, st.Errors, st.Panics = sum.dispatched, sum.delivered, sum.errors, sum.panics
 	st.Retries, st.Dropped, st.DeadLettered, st.Undelivered = sum.retries, sum.dropped, sum.deadLettered, sum.undelivered
 	return st

@@ -134,8 +134,12 @@ type retiredStats struct {
 	retiring map[*Subscription]struct{}
 }
 
-// load returns the retired counts and latencies, the retiring included.
-func (r *retiredStats) load() (tally, hist.Snapshot) {
+// load returns the retired counts and latencies, the retiring included,
+// and, still under r.mu, calls each with every live subscription, adding
+// the counts of those not retiring. Unsubscribe moves a subscription from
+// live to retiring under r.mu, so each is counted exactly once and the sums
+// never go down.
+func (r *retiredStats) load(each func(func(*Subscription)), live func(*Subscription) (tally, hist.Snapshot)) (tally, hist.Snapshot) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t, lat := r.sum, r.latency
@@ -143,5 +147,12 @@ func (r *retiredStats) load() (tally, hist.Snapshot) {
 		t.add(s.load())
 		lat.Add(s.latency.Snapshot())
 	}
+	each(func(s *Subscription) {
+		st, sl := live(s)
+		if !s.retiring {
+			t.add(st)
+			lat.Add(sl)
+		}
+	})
 	return t, lat
 }

@@ -44,6 +44,9 @@ type Subscription struct {
 	// topic's, and a call counted later sees the bit and moves its own.
 	gate   atomic.Int64
 	folded atomic.Bool // the counters moved into the topic's retired sum
+	// retiring is set by Unsubscribe under the retiredStats' lock: from
+	// then on Stats counts the subscription among the retiring, not the live.
+	retiring bool
 
 	// calls counts the calls of a Sync subscription, under callsMu: the
 	// topic's lock, under which a publisher counts all its Sync calls at
@@ -99,13 +102,16 @@ func (s *Subscription) exit(w *worker) {
 func (s *Subscription) Unsubscribe() error {
 	var err error
 	s.unsubscribe.Do(func() {
-		s.typed.detach()
-		s.gate.Add(gateClosed)
-		close(s.gone)
+		// Retiring first, then off the list: Stats counts it in one place
+		// or the other, never in neither (see retiredStats.load).
 		r := s.bus.retired(s.topic)
 		r.mu.Lock()
 		r.retiring[s] = struct{}{}
+		s.retiring = true
 		r.mu.Unlock()
+		s.typed.detach()
+		s.gate.Add(gateClosed)
+		close(s.gone)
 		err = s.typed.discard(false)
 		s.bus.forget(s)
 		if s.sync || s.running.Load() == 0 {

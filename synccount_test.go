@@ -199,3 +199,60 @@ func TestPanicsInTheErrorHandlerAndBackoffStayInTheBus(t *testing.T) {
 	assert.Contains(t, log.String(), "error handler panicked")
 	assert.Contains(t, log.String(), "Retry backoff function panicked; retrying at once")
 }
+
+// Unsubscribe moves a subscription's counts from the live ones to the
+// topic's retired totals; a Stats call at any moment of it counts them once,
+// so the topic's and the bus's counts never go down.
+func TestStatsNeverGoDownWhileSubscriptionsLeave(t *testing.T) {
+	bus := newBus(t)
+	topic := eventbus.MustTopic[int](bus, "stats.monotonic")
+	noop := func(context.Context, eventbus.Event[int]) error { return nil }
+	anyNoop := func(context.Context, eventbus.Event[any]) error { return nil }
+
+	stop := make(chan struct{})
+	var reader sync.WaitGroup
+	reader.Go(func() {
+		lastT, lastB := topic.Stats(), bus.Stats()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ts, bs := topic.Stats(), bus.Stats()
+			if ts.Dispatched < lastT.Dispatched || ts.Delivered < lastT.Delivered ||
+				bs.Dispatched < lastB.Dispatched || bs.Delivered < lastB.Delivered {
+				t.Errorf("counts went down: topic %d/%d to %d/%d, bus %d/%d to %d/%d",
+					lastT.Dispatched, lastT.Delivered, ts.Dispatched, ts.Delivered,
+					lastB.Dispatched, lastB.Delivered, bs.Dispatched, bs.Delivered)
+				return
+			}
+			lastT, lastB = ts, bs
+		}
+	})
+	defer func() {
+		close(stop)
+		reader.Wait()
+	}()
+
+	for range 2000 {
+		subs := make([]*eventbus.Subscription, 0, 3)
+		for _, opts := range [][]eventbus.SubOption{{eventbus.Sync()}, nil} {
+			sub, err := topic.Subscribe(noop, opts...)
+			require.NoError(t, err)
+			subs = append(subs, sub)
+		}
+		all, err := eventbus.SubscribeAll(bus, anyNoop, eventbus.Sync())
+		require.NoError(t, err)
+		subs = append(subs, all)
+		for n := range 10 {
+			require.NoError(t, topic.PublishWait(context.Background(), n))
+		}
+		for _, sub := range subs {
+			require.NoError(t, sub.Unsubscribe())
+		}
+		if t.Failed() {
+			return
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/quantumtrader/eventbus/internal/clock"
+	"github.com/quantumtrader/eventbus/internal/hist"
 	"github.com/quantumtrader/eventbus/internal/idgen"
 	"github.com/quantumtrader/eventbus/internal/ring"
 	"github.com/quantumtrader/eventbus/internal/topicname"
@@ -613,16 +614,12 @@ func (t *Topic[T]) Stats() TopicStats {
 	t.mu.Lock()
 	ts := TopicStats{Name: t.name, Type: t.typ.String(), Published: t.published, NoSubscribers: t.noSubs}
 	t.mu.Unlock()
-	sum, lat := t.retired.load()
-	t.subs.Load().each(func(s *Subscription) {
+	sum, lat := t.retired.load(t.subs.Load().each, func(s *Subscription) (tally, hist.Snapshot) {
 		ss, sl := s.stats()
 		ts.Subscriptions = append(ts.Subscriptions, ss)
 		ts.QueueSize += ss.QueueLen
 		ts.HighWater = max(ts.HighWater, ss.HighWater)
-		if !s.folded.Load() {
-			sum.add(ss.tally())
-			lat.Add(sl)
-		}
+		return ss.tally(), sl
 	})
 	ts.setTally(sum)
 	ts.LatencyP50, ts.LatencyP99 = lat.Quantile(0.50), lat.Quantile(0.99)
