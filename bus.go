@@ -44,7 +44,8 @@ type Bus struct {
 
 	closed        atomic.Bool   // set once by Close: intake stops
 	closing       chan struct{} // closed with closed set
-	quiet         chan struct{} // a topic's last in-flight publish finished
+	quietMu       sync.Mutex
+	quiet         chan struct{} // closed, and replaced, when a topic's last in-flight publish finishes after Close began
 	aborted       atomic.Bool   // Close's ctx ended: queued events are given up
 	closeOnce     sync.Once
 	drainOnce     sync.Once
@@ -72,7 +73,7 @@ func New(opts ...Option) (*Bus, error) {
 		topics:      make(map[string]topicEntry),
 		live:        make(map[*Subscription]struct{}),
 		closing:     make(chan struct{}),
-		quiet:       make(chan struct{}, 1),
+		quiet:       make(chan struct{}),
 		stopWatch:   make(chan struct{}),
 		workersDone: make(chan struct{}),
 	}
@@ -379,10 +380,18 @@ func (b *Bus) Stats() Stats {
 	return st
 }
 
-// nudgeQuiet tells Close that a topic's last publish under way is over.
+// nudgeQuiet tells Close that a topic's last publish under way is over: it
+// wakes every Close waiting for that, however many there are.
 func (b *Bus) nudgeQuiet() {
-	select {
-	case b.quiet <- struct{}{}:
-	default: // a wake-up is already pending
-	}
+	b.quietMu.Lock()
+	close(b.quiet)
+	b.quiet = make(chan struct{})
+	b.quietMu.Unlock()
+}
+
+// quietCh returns the channel the next nudgeQuiet closes.
+func (b *Bus) quietCh() <-chan struct{} {
+	b.quietMu.Lock()
+	defer b.quietMu.Unlock()
+	return b.quiet
 }

@@ -685,16 +685,21 @@ func (c *topicCore) busy() bool {
 	return n != 0 || c.inflight.Load() != 0
 }
 
-// quiesce waits until no publish is under way on the topic.
+// quiesce waits until no publish is under way on the topic. It takes the
+// wake-up channel before it looks: a publish that ends after the look
+// closes that channel.
 func (c *topicCore) quiesce(ctx context.Context) error {
-	for c.busy() {
+	for {
+		quiet := c.bus.quietCh()
+		if !c.busy() {
+			return nil
+		}
 		select {
-		case <-c.bus.quiet:
+		case <-quiet:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	return nil
 }
 
 type validator interface{ Validate() error }
