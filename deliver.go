@@ -468,10 +468,10 @@ func (s *subscriber[T]) retry(ctx context.Context, ev *Event[T], he *HandlerErro
 			return he // unsubscribed: no more attempts, nothing owed
 		}
 		if !s.pause(ctx, attempt) {
-			s.c.undelivered.Add(1) // Close gave up, or the publisher's ctx ended
+			s.count(tally{undelivered: 1}) // Close gave up, or the publisher's ctx ended
 			return he
 		}
-		s.c.retries.Add(1)
+		s.count(tally{retries: 1})
 		attempt++
 		if he = s.attempt(ctx, ev, attempt, false); he == nil {
 			return nil
@@ -570,7 +570,7 @@ func (s *subscriber[T]) sendLetter(dl *DeadLetter) error {
 	if err := s.bus.publishDeadLetter(s.bus.handlerCtx, *dl); err != nil {
 		return err
 	}
-	s.c.deadLettered.Add(1)
+	s.count(tally{deadLettered: 1})
 	return nil
 }
 
@@ -590,7 +590,11 @@ func call[T any](ctx context.Context, h Handler[T], ev *Event[T]) (stack []byte,
 // report counts, logs and hands on a failed handler call: at Warn when
 // another attempt follows, at Error when it was the last.
 func (b *Bus) report(s *Subscription, he *HandlerError, retrying bool) {
-	s.c.errors.Add(1)
+	d := tally{errors: 1}
+	if he.Panic {
+		d.panics = 1
+	}
+	s.count(d)
 	attrs := []slog.Attr{
 		slog.String("topic", he.Topic),
 		slog.String("event_id", he.EventID.String()),
@@ -599,7 +603,6 @@ func (b *Bus) report(s *Subscription, he *HandlerError, retrying bool) {
 		slog.Any("error", he.Err),
 	}
 	if he.Panic {
-		s.c.panics.Add(1)
 		attrs = append(attrs, slog.String("stack", string(he.Stack)))
 	}
 	level, msg := slog.LevelError, "eventbus: handler failed"

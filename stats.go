@@ -106,6 +106,21 @@ func (c *counters) load() tally {
 	}
 }
 
+// add adds the non-zero counts of d.
+func (c *counters) add(d tally) {
+	for _, f := range [...]struct {
+		c *atomic.Uint64
+		n uint64
+	}{
+		{&c.dispatched, d.dispatched}, {&c.delivered, d.delivered}, {&c.errors, d.errors}, {&c.panics, d.panics},
+		{&c.retries, d.retries}, {&c.dropped, d.dropped}, {&c.deadLettered, d.deadLettered}, {&c.undelivered, d.undelivered},
+	} {
+		if f.n != 0 {
+			f.c.Add(f.n)
+		}
+	}
+}
+
 func (t *tally) add(u tally) {
 	t.dispatched += u.dispatched
 	t.delivered += u.delivered

@@ -173,6 +173,29 @@ func (s *Subscription) countCall(fail bool) {
 	}
 }
 
+// count adds d to the subscription's counters, or, for a Sync subscription
+// whose counts Unsubscribe has already folded into its topic's retired
+// totals, to those totals: a Sync call may go on failing, retrying and
+// dead-lettering after its subscription left.
+func (s *Subscription) count(d tally) {
+	if s.callsMu == nil {
+		s.c.add(d)
+		return
+	}
+	s.callsMu.Lock()
+	folded := s.gate.Load()&gateFolded != 0
+	if !folded {
+		s.c.add(d)
+	}
+	s.callsMu.Unlock()
+	if folded {
+		r := s.bus.retired(s.topic)
+		r.mu.Lock()
+		r.sum.add(d)
+		r.mu.Unlock()
+	}
+}
+
 // syncCalls returns the Sync calls counted under callsMu, and how many of
 // them succeeded.
 func (s *Subscription) syncCalls() (calls, delivers uint64) {

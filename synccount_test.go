@@ -256,3 +256,26 @@ func TestStatsNeverGoDownWhileSubscriptionsLeave(t *testing.T) {
 		}
 	}
 }
+
+// A Sync handler that unsubscribes itself and then fails: the failure is
+// counted in its topic's totals, though Unsubscribe has already moved the
+// subscription's counts there.
+func TestASyncCallThatFailsAfterItsSubscriptionLeftIsCounted(t *testing.T) {
+	bus := newBus(t)
+	topic := eventbus.MustTopic[int](bus, "sync.late")
+	var sub *eventbus.Subscription
+	sub, err := topic.Subscribe(func(context.Context, eventbus.Event[int]) error {
+		assert.NoError(t, sub.Unsubscribe())
+		panic("refused")
+	}, eventbus.Sync(), eventbus.Retry(3, nil))
+	require.NoError(t, err)
+	for n := range 20 {
+		require.NoError(t, topic.Publish(context.Background(), n))
+	}
+	st := topic.Stats()
+	// One call: the first; Unsubscribe stops the retries.
+	assert.EqualValues(t, 1, st.Dispatched)
+	assert.EqualValues(t, 0, st.Delivered)
+	assert.EqualValues(t, 1, st.Errors)
+	assert.EqualValues(t, 1, st.Panics)
+}
