@@ -85,7 +85,7 @@ func WithLogger(l *slog.Logger) Option {
 // WithErrorHandler sets a function called with every failed handler call,
 // after it has been counted and logged. It runs in the goroutine that ran the
 // handler, so it must be quick and must not block; it may be called
-// concurrently. f must not be nil.
+// concurrently. A panic in f is recovered and logged. f must not be nil.
 func WithErrorHandler(f func(*HandlerError)) Option {
 	return func(c *config) error {
 		if f == nil {
@@ -324,7 +324,9 @@ func Name(s string) SubOption {
 // last attempt the event is published on DeadLetters(bus) as a DeadLetter.
 // An asynchronous subscription retries before it takes its next event, so
 // order is kept; the wait ends early, and the event counts as undelivered,
-// if Close gives up. The default is one attempt. max must be at least 1.
+// if Close gives up. A panic in backoff is recovered and logged, and the
+// next attempt follows at once. The default is one attempt. max must be at
+// least 1.
 func Retry(max int, backoff func(attempt int) time.Duration) SubOption {
 	return func(c *subConfig) error {
 		if max < 1 {
