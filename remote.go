@@ -353,7 +353,7 @@ func (s *subscriber[T]) handleRemote(ctx context.Context, d Delivery, decode fun
 		s.c.retries.Add(1)
 		var delay time.Duration
 		if s.backoff != nil {
-			delay = max(s.backoff(attempt), 0)
+			delay = max(s.backoffAfter(attempt), 0) // a panic in it is logged, and the broker redelivers at once
 		}
 		s.settle(ctx, d.Retry(settleCtx, delay), env, "retry")
 	default:

@@ -305,3 +305,26 @@ func TestTransportSubscribeThatFailsLeavesNoSubscription(t *testing.T) {
 		assert.Len(t, f.receivers, 1, "only the first topic's receiver was ever made")
 	})
 }
+
+// A Retry backoff function that panics is recovered on a Transport too:
+// the panic is logged and the broker redelivers at once, where it used to
+// crash the process from the receiver's goroutine.
+func TestTransportRecoversAPanicInTheRetryBackoff(t *testing.T) {
+	f := &fakeTransport{}
+	bus := newFakeBus(t, f)
+	fills := eventbus.MustTopic[fill](bus, "trade.filled")
+	calls := make(chan struct{}, 4)
+	_, err := fills.Subscribe(func(context.Context, eventbus.Event[fill]) error {
+		calls <- struct{}{}
+		return errors.New("fail")
+	}, eventbus.Retry(2, func(int) time.Duration { panic("backoff bug") }))
+	require.NoError(t, err)
+	require.NoError(t, fills.Publish(t.Context(), fill{"BTCUSDT", 1}))
+	for attempt := 1; attempt <= 2; attempt++ {
+		select {
+		case <-calls:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("attempt %d never came", attempt)
+		}
+	}
+}
