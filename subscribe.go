@@ -39,11 +39,11 @@ type Subscription struct {
 	// gateClosed; every delivery loads the gate first and does not start if
 	// it is set: a delivery that saw it clear started before Unsubscribe
 	// returned, none starts after. Unsubscribe never waits for a handler,
-	// so a handler may unsubscribe itself. For a Sync subscription, retire
-	// sets gateFolded under callsMu when it moves the counts into the
-	// topic's, and a call counted later sees the bit and moves its own.
-	gate   atomic.Int64
-	folded atomic.Bool // the counters moved into the topic's retired sum
+	// so a handler may unsubscribe itself. retire sets gateFolded, once,
+	// when it moves the counts into the topic's (for a Sync subscription
+	// under callsMu), and a Sync call counted later sees the bit and moves
+	// its own.
+	gate atomic.Int64
 	// retiring is set by Unsubscribe under the retiredStats' lock: from
 	// then on Stats counts the subscription among the retiring, not the live.
 	retiring bool
@@ -125,16 +125,18 @@ func (s *Subscription) Unsubscribe() error {
 // totals, once: an asynchronous one when its last worker has exited, a Sync
 // one at once (retireLate adds the calls that finish afterwards).
 func (s *Subscription) retire() {
-	if !s.folded.CompareAndSwap(false, true) {
-		return
-	}
-	if s.sync {
-		// From here on, calls that finish count themselves. Under the lock
-		// of calls, so that each publish either counted its calls before
-		// the fold or sees the bit.
+	// From here on, Sync calls that finish count themselves (countUnlessFolded,
+	// finishSync). The bit is set under the lock of calls, so that each
+	// publish either counted its calls before the fold or sees the bit.
+	if s.callsMu != nil {
 		s.callsMu.Lock()
-		s.gate.Or(gateFolded)
+	}
+	first := s.gate.Or(gateFolded)&gateFolded == 0
+	if s.callsMu != nil {
 		s.callsMu.Unlock()
+	}
+	if !first {
+		return
 	}
 	r := s.bus.retired(s.topic)
 	t, lat := s.load(), s.latency.Snapshot()
@@ -145,32 +147,32 @@ func (s *Subscription) retire() {
 	r.mu.Unlock()
 }
 
-// retireLate adds a Sync call that finished after retire to the totals.
-func (s *Subscription) retireLate(failed bool) {
+// retireLate adds d, counted after retire had folded the subscription's
+// counts, to its topic's retired totals.
+func (s *Subscription) retireLate(d tally) {
 	r := s.bus.retired(s.topic)
 	r.mu.Lock()
-	r.sum.dispatched++
-	if !failed {
-		r.sum.delivered++
-	}
+	r.sum.add(d)
 	r.mu.Unlock()
 }
 
-// countCall counts one Sync call under callsMu, or, if retire has already
-// folded the counts, adds it to the retired totals.
+// callTally is the count of one Sync call.
+func callTally(failed bool) tally {
+	if failed {
+		return tally{dispatched: 1}
+	}
+	return tally{dispatched: 1, delivered: 1}
+}
+
+// countCall counts one Sync call of a SubscribeAll subscription, or of
+// Replay (see countUnlessFolded).
 func (s *Subscription) countCall(fail bool) {
-	s.callsMu.Lock()
-	late := s.gate.Load()&gateFolded != 0
-	if !late {
+	s.countUnlessFolded(callTally(fail), func() {
 		s.calls++
 		if !fail {
 			s.delivers++
 		}
-	}
-	s.callsMu.Unlock()
-	if late {
-		s.retireLate(fail)
-	}
+	})
 }
 
 // count adds d to the subscription's counters, or, for a Sync subscription
@@ -182,17 +184,21 @@ func (s *Subscription) count(d tally) {
 		s.c.add(d)
 		return
 	}
+	s.countUnlessFolded(d, func() { s.c.add(d) })
+}
+
+// countUnlessFolded runs add under callsMu, unless retire has already
+// folded the subscription's counts into its topic's retired totals: then d
+// goes to those.
+func (s *Subscription) countUnlessFolded(d tally, add func()) {
 	s.callsMu.Lock()
 	folded := s.gate.Load()&gateFolded != 0
 	if !folded {
-		s.c.add(d)
+		add()
 	}
 	s.callsMu.Unlock()
 	if folded {
-		r := s.bus.retired(s.topic)
-		r.mu.Lock()
-		r.sum.add(d)
-		r.mu.Unlock()
+		s.retireLate(d)
 	}
 }
 

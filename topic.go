@@ -212,7 +212,7 @@ func (t *Topic[T]) finishSync(r *syncRun[T]) {
 	quiet := t.syncInflight == 0 && t.bus.closed.Load()
 	t.mu.Unlock()
 	for _, i := range late {
-		subs[i].retireLate(out[i] == failed)
+		subs[i].retireLate(callTally(out[i] == failed))
 	}
 	if quiet {
 		t.bus.nudgeQuiet()
@@ -261,19 +261,18 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 	if hasSync(subs, all) {
 		var g errgroup.Group
 		g.SetLimit(t.bus.cfg.workers)
-		ts := syncOf(subs)
-		out := outcomes(nil, len(ts))
-		goSync(ctx, &g, ts, &ev, w, out)
-		var as []*subscriber[any]
-		var allOut []outcome
+		var r syncRun[T]
+		r.ts = syncOf(subs)
+		r.out = outcomes(nil, len(r.ts))
+		goSync(ctx, &g, r.ts, &ev, w, r.out)
 		if all != nil && len(all.sync) > 0 {
 			shared := anyEv // what the goroutines share escapes; anyEv itself stays on the stack
 			boxOnce(&shared, &ev)
-			as, allOut = all.sync, outcomes(nil, len(all.sync))
-			goSync(ctx, &g, as, &shared, w, allOut)
+			r.as, r.allOut = all.sync, outcomes(nil, len(all.sync))
+			goSync(ctx, &g, r.as, &shared, w, r.allOut)
 		}
 		_ = g.Wait() // the goroutines return nil; errors go to w
-		t.finishSync(&syncRun[T]{ts: ts, out: out, as: as, allOut: allOut})
+		t.finishSync(&r)
 	}
 	w.finish(nil) // the publisher's own hold
 	select {
