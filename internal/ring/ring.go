@@ -118,6 +118,7 @@ type Worker[E any] struct {
 	pos    uint64 // the worker's own copy of cur
 	runEnd uint64 // the end of the current run
 	runs   uint64 // runs taken, for sampling the high-water mark
+	woken  bool   // parked since the last run: take what is there at once
 	tk, te uint64 // a run TakeRuns took, still to report as Taken
 
 	// Idle, if set, is called by the worker's goroutine before it parks.
@@ -393,6 +394,13 @@ const (
 // yield a fraction of one.
 const spins = 4
 
+// minRun is the run a streaming reader lets build up before it takes one,
+// waiting once, at lingerLevel, when fewer events wait.
+const (
+	minRun      = 8
+	lingerLevel = 4
+)
+
 // Next returns the worker's next event, waiting while there is none. The
 // pointer is valid until the next call.
 func (w *Worker[E]) Next() (*E, Status) {
@@ -419,6 +427,19 @@ func (w *Worker[E]) Next() (*E, Status) {
 		}
 		n := g.next.Load()
 		if r.ready(n) {
+			// A streaming reader that takes each event as soon as it is
+			// put reads the very line the producer writes next, and every
+			// put then waits for that line to come back. So a reader that
+			// finds a few events right after its last run (idle is 0), not
+			// just woken, lingers once (idle is then 1) to let a run build
+			// up on lines it leaves alone. A reader that had found nothing
+			// takes the event at once: that is the handoff latency.
+			if idle == 0 && !w.woken && g.batch >= minRun && !r.ready(n+minRun-1) {
+				runtime.Gosched()
+				backoff(lingerLevel)
+				continue
+			}
+			w.woken = false
 			k := uint64(1)
 			for k < uint64(g.batch) && r.ready(n+k) {
 				k++
@@ -494,6 +515,7 @@ func (w *Worker[E]) park(n uint64) {
 		return
 	}
 	<-w.wake
+	w.woken = true
 }
 
 // Asleep reports whether the worker is parked waiting for events.

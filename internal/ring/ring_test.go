@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -278,4 +279,38 @@ func BenchmarkCacheLineRoundTrip(b *testing.B) {
 	}
 	line.stop.Store(true)
 	<-done
+}
+
+// A streaming worker that finds fewer than minRun events waits once for more
+// (see Next); when no more come it must still take the few that wait, at
+// once after the wait, and never park on them.
+func TestAStreamingWorkerTakesAFewEventsWithoutWaitingForMore(t *testing.T) {
+	r := New[int](64)
+	g := r.Add(64, 1, 64)
+	w := g.Workers()[0]
+	for round := range 50 {
+		for v := range minRun - 1 {
+			r.Put(&v)
+		}
+		got := make(chan int, minRun)
+		go func() {
+			for range minRun - 1 {
+				v, st := w.Next()
+				if st != Got {
+					got <- -1
+					return
+				}
+				got <- *v
+			}
+		}()
+		for v := range minRun - 1 {
+			select {
+			case x := <-got:
+				require.Equal(t, v, x, "round %d", round)
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d: the worker did not take event %d of %d waiting", round, v, minRun-1)
+			}
+		}
+	}
+	assert.False(t, w.Asleep(), "the worker parked although events waited")
 }
