@@ -50,12 +50,18 @@ type Subscription struct {
 
 	// calls counts the calls of a Sync subscription, under callsMu: the
 	// topic's lock, under which a publisher counts all its Sync calls at
-	// once when its handlers have returned (finishSync), or, for
-	// SubscribeAll, a lock of the subscription's own (countSync). Replay's
-	// calls count under it too (countCall).
+	// once when its handlers have returned (finishSync: in the ledgers
+	// below, which fold into calls), or, for SubscribeAll, a lock of the
+	// subscription's own (countSync). Replay's calls count under it too
+	// (countCall).
 	callsMu  sync.Locker
 	calls    uint64
 	delivers uint64 // the calls that succeeded
+	// ledgers are the ledgers of the topic's Sync subscriptions that count
+	// calls of this one still (see syncLedger); under callsMu. ledgered
+	// says it is a topic's Sync subscription in memory, counted that way.
+	ledgers  []*syncLedger
+	ledgered bool
 
 	unsubscribe sync.Once
 	typed       typedSub // the generic half: rings and list membership
@@ -132,6 +138,9 @@ func (s *Subscription) retire() {
 		s.callsMu.Lock()
 	}
 	first := s.gate.Or(gateFolded)&gateFolded == 0
+	if first {
+		s.leaveLedgers()
+	}
 	if s.callsMu != nil {
 		s.callsMu.Unlock()
 	}
@@ -210,7 +219,12 @@ func (s *Subscription) syncCalls() (calls, delivers uint64) {
 	}
 	s.callsMu.Lock()
 	defer s.callsMu.Unlock()
-	return s.calls, s.delivers
+	calls, delivers = s.calls, s.delivers
+	for _, l := range s.ledgers {
+		calls += l.done
+		delivers += l.done
+	}
+	return calls, delivers
 }
 
 // load reads the subscription's counts.

@@ -279,3 +279,58 @@ func TestASyncCallThatFailsAfterItsSubscriptionLeftIsCounted(t *testing.T) {
 	assert.EqualValues(t, 1, st.Errors)
 	assert.EqualValues(t, 1, st.Panics)
 }
+
+// A publish counts its Sync calls in the ledger of the snapshot of
+// subscriptions it took. While one publish is held up in a handler, others
+// come and go: the held publish must count its calls for the subscriptions
+// it ran, not for those that came later, and not for one that left before
+// its handler was reached.
+func TestAHeldSyncPublishCountsForTheSubscriptionsItRan(t *testing.T) {
+	bus := newBus(t)
+	topic := eventbus.MustTopic[int](bus, "sync.ledger")
+	entered, release := make(chan struct{}), make(chan struct{})
+	var aCalls, bCalls, cCalls atomic.Int64
+	a, err := topic.Subscribe(func(context.Context, eventbus.Event[int]) error {
+		if aCalls.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+		return nil
+	}, eventbus.Sync())
+	require.NoError(t, err)
+	b, err := topic.Subscribe(func(context.Context, eventbus.Event[int]) error {
+		bCalls.Add(1)
+		return nil
+	}, eventbus.Sync())
+	require.NoError(t, err)
+
+	held := make(chan error)
+	go func() { held <- topic.Publish(context.Background(), 1) }()
+	<-entered // the first publish is in a's handler; b's call is still to come
+
+	c, err := topic.Subscribe(func(context.Context, eventbus.Event[int]) error {
+		cCalls.Add(1)
+		return nil
+	}, eventbus.Sync())
+	require.NoError(t, err)
+	require.NoError(t, b.Unsubscribe()) // before the held publish reaches it
+	require.NoError(t, topic.Publish(context.Background(), 2))
+
+	assert.EqualValues(t, 1, a.Stats().Dispatched, "a: the second publish; the first is still running")
+	assert.EqualValues(t, 1, c.Stats().Dispatched, "c: the second publish")
+	assert.EqualValues(t, 2, topic.Stats().Dispatched)
+
+	close(release)
+	require.NoError(t, <-held)
+	assert.EqualValues(t, 2, aCalls.Load())
+	assert.EqualValues(t, 0, bCalls.Load(), "b left before the held publish reached it")
+	assert.EqualValues(t, 1, cCalls.Load(), "c came after the held publish began")
+	for name, want := range map[*eventbus.Subscription]uint64{a: 2, c: 1} {
+		st := name.Stats()
+		assert.Equal(t, want, st.Dispatched, st.Where)
+		assert.Equal(t, want, st.Delivered, st.Where)
+	}
+	ts := topic.Stats()
+	assert.EqualValues(t, 3, ts.Dispatched, "a twice, c once; b never")
+	assert.EqualValues(t, 3, ts.Delivered)
+}

@@ -160,7 +160,7 @@ func (t *Topic[T]) publish(ctx context.Context, ev *Event[T], internal bool) err
 	}
 	var buf [64]outcome
 	var r syncRun[T]
-	r.ts = syncOf(subs)
+	r.ts, r.ledger = syncOf(subs)
 	r.out = outcomes(buf[:], len(r.ts))
 	if all != nil && len(all.sync) > 0 {
 		r.as, r.allOut = all.sync, outcomes(buf[min(len(r.ts), len(buf)):], len(all.sync))
@@ -181,6 +181,7 @@ func (t *Topic[T]) publish(ctx context.Context, ev *Event[T], internal bool) err
 // syncRun is the Sync handlers of a publish and what became of their calls.
 type syncRun[T any] struct {
 	ts     []*subscriber[T] // the topic's
+	ledger *syncLedger      // that counts their calls
 	out    []outcome
 	as     []*subscriber[any] // SubscribeAll's
 	allOut []outcome
@@ -188,24 +189,24 @@ type syncRun[T any] struct {
 
 // finishSync ends a publish that ran Sync handlers: it counts the calls
 // of SubscribeAll's Sync subscriptions (countSync), then, under the topic's
-// lock, once for all of them, those of the topic's Sync subscriptions (an
-// atomic add per handler would cost more than the call), and tells Close
-// when the last such publish is over.
+// lock, those of the topic's Sync subscriptions, and tells Close when the
+// last such publish is over. The topic's are counted with one increment of
+// their ledger, whatever their number (see syncLedger); only a call that
+// failed or was skipped, or a subscription that left the ledger, takes a
+// look at the subscriptions.
 func (t *Topic[T]) finishSync(r *syncRun[T]) {
 	countSync(r.as, r.allOut)
-	subs, out := r.ts, r.out
+	subs, out, l := r.ts, r.out, r.ledger
 	var late []int // calls of subscriptions that Unsubscribe retired meanwhile
 	t.mu.Lock()
-	for i, s := range subs {
-		switch {
-		case out[i] == skipped:
-		case s.gate.Load()&gateFolded != 0:
-			late = append(late, i)
-		default:
-			s.calls++
-			if out[i] != failed {
-				s.delivers++
-			}
+	if l != nil {
+		l.done++
+		l.inflight--
+		if l.leavers || !allHandled(out) {
+			late = correctSync(l, subs, out)
+		}
+		if !l.current && l.inflight == 0 {
+			l.fold()
 		}
 	}
 	t.syncInflight--
@@ -219,11 +220,45 @@ func (t *Topic[T]) finishSync(r *syncRun[T]) {
 	}
 }
 
-func syncOf[T any](l *subList[T]) []*subscriber[T] {
-	if l == nil {
-		return nil
+// correctSync adjusts the counts of a publish that l's done has just
+// counted as a handled call of each of its members: a skipped call takes
+// one call and one delivery back, a failed one the delivery. A
+// subscription that has left the ledger (retire) counts its call itself,
+// late: correctSync returns the indexes of those. The caller holds the
+// topic's lock.
+func correctSync[T any](l *syncLedger, subs []*subscriber[T], out []outcome) (late []int) {
+	for i, s := range subs {
+		if s.gate.Load()&gateFolded != 0 {
+			if out[i] != skipped {
+				late = append(late, i)
+			}
+			continue
+		}
+		switch out[i] {
+		case skipped:
+			s.calls--
+			s.delivers--
+		case failed:
+			s.delivers--
+		}
 	}
-	return l.sync
+	return late
+}
+
+func allHandled(out []outcome) bool {
+	for _, o := range out {
+		if o != handled {
+			return false
+		}
+	}
+	return true
+}
+
+func syncOf[T any](l *subList[T]) ([]*subscriber[T], *syncLedger) {
+	if l == nil {
+		return nil, nil
+	}
+	return l.sync, l.ledger
 }
 
 func hasSync[T any](subs *subList[T], all *subList[any]) bool {
@@ -262,7 +297,7 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 		var g errgroup.Group
 		g.SetLimit(t.bus.cfg.workers)
 		var r syncRun[T]
-		r.ts = syncOf(subs)
+		r.ts, r.ledger = syncOf(subs)
 		r.out = outcomes(nil, len(r.ts))
 		goSync(ctx, &g, r.ts, &ev, w, r.out)
 		if all != nil && len(all.sync) > 0 {
@@ -337,6 +372,9 @@ func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], anyEv *Event[any], 
 			}
 			if hasSync(subs, all) {
 				t.syncInflight++ // Close waits for the Sync handlers
+				if subs != nil && subs.ledger != nil {
+					subs.ledger.inflight++
+				}
 			}
 			t.mu.Unlock()
 			return subs, all, n, nil
@@ -567,6 +605,7 @@ func (t *Topic[T]) Subscribe(h Handler[T], opts ...SubOption) (*Subscription, er
 	s.list, s.listMu, s.prodMu = &t.subs, &t.mu, &t.mu
 	if s.sync {
 		s.callsMu = &t.mu // finishSync counts its calls
+		s.ledgered = s.remote == nil
 	}
 	if s.remote != nil {
 		err = attachRemote(t.bus, s, func() error {
