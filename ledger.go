@@ -48,11 +48,8 @@ func (l *syncLedger) close() {
 // takes it out of their ledgers.
 func (l *syncLedger) fold() {
 	for _, s := range l.members {
-		s.calls += l.done
-		s.delivers += l.done
-		if i := slices.Index(s.ledgers, l); i >= 0 {
-			s.ledgers = slices.Delete(s.ledgers, i, i+1)
-		}
+		l.credit(s)
+		s.ledgers = remove(s.ledgers, l)
 	}
 	l.members = nil
 }
@@ -62,12 +59,22 @@ func (l *syncLedger) fold() {
 // late. retire calls it, under the topic's lock.
 func (s *Subscription) leaveLedgers() {
 	for _, l := range s.ledgers {
-		s.calls += l.done
-		s.delivers += l.done
-		if i := slices.Index(l.members, s); i >= 0 {
-			l.members = slices.Delete(l.members, i, i+1)
-		}
+		l.credit(s)
+		l.members = remove(l.members, s)
 		l.leavers = true
 	}
 	s.ledgers = nil
+}
+
+// credit adds what the ledger counted to a member's own counts.
+func (l *syncLedger) credit(s *Subscription) {
+	s.calls += l.done
+	s.delivers += l.done
+}
+
+func remove[E comparable](xs []E, x E) []E {
+	if i := slices.Index(xs, x); i >= 0 {
+		return slices.Delete(xs, i, i+1)
+	}
+	return xs
 }
