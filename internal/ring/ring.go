@@ -367,7 +367,10 @@ func (r *Ring[E]) wakeReaders() {
 }
 
 func (w *Worker[E]) wakeUp() {
-	if w.asleep.CompareAndSwap(true, false) {
+	// Load first: a CAS takes the worker's line away from it even when the
+	// worker is awake, and Put wakes every worker of the ring when any
+	// one of them is parked.
+	if w.asleep.Load() && w.asleep.CompareAndSwap(true, false) {
 		w.g.ring.parked.Add(-1)
 		select {
 		case w.wake <- struct{}{}:
