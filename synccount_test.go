@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -333,4 +335,159 @@ func TestAHeldSyncPublishCountsForTheSubscriptionsItRan(t *testing.T) {
 	ts := topic.Stats()
 	assert.EqualValues(t, 3, ts.Dispatched, "a twice, c once; b never")
 	assert.EqualValues(t, 3, ts.Delivered)
+}
+
+// Subscriptions come and go while publishers run, some with PublishWait,
+// handlers fail, panic, hold their publish for a while or unsubscribe from
+// inside: every snapshot of the topic's Sync subscriptions gets its own
+// ledger, and the old ones fold while publishes still run on them. No
+// count may go down on the way, and at the end every live subscription and
+// the topic (the departed included) must count exactly the calls made.
+func TestSyncCountsStayExactWhileSubscriptionsComeAndGo(t *testing.T) {
+	for trial := range 2 {
+		syncChurn(t, uint64(trial))
+	}
+}
+
+type churned struct {
+	sub           atomic.Pointer[eventbus.Subscription]
+	calls, failed atomic.Int64
+	left          atomic.Bool
+}
+
+func syncChurn(t *testing.T, seed uint64) {
+	bus := newBus(t)
+	topic := eventbus.MustTopic[int](bus, "sync.churn")
+	var mu sync.Mutex
+	var all []*churned
+	var totalCalls, totalFailed atomic.Int64
+	subscribe := func(kind int, opts ...eventbus.SubOption) error {
+		c := &churned{}
+		s, err := topic.Subscribe(func(_ context.Context, ev eventbus.Event[int]) error {
+			n := c.calls.Add(1)
+			totalCalls.Add(1)
+			switch {
+			case kind == 5 && n%3 == 0:
+				time.Sleep(time.Millisecond) // holds its publish while others run
+			case kind == 4 && n == 7:
+				if s := c.sub.Load(); s != nil && !c.left.Swap(true) {
+					assert.NoError(t, s.Unsubscribe()) // from inside its own handler
+				}
+			case kind == 1 && ev.Payload%5 == 0:
+				c.failed.Add(1)
+				totalFailed.Add(1)
+				return errors.New("refused")
+			case kind == 2 && ev.Payload%7 == 0:
+				c.failed.Add(1)
+				totalFailed.Add(1)
+				panic("boom")
+			}
+			return nil
+		}, append([]eventbus.SubOption{eventbus.Sync()}, opts...)...)
+		if err != nil {
+			return err
+		}
+		c.sub.Store(s)
+		mu.Lock()
+		all = append(all, c)
+		mu.Unlock()
+		return nil
+	}
+	for kind := range 6 {
+		require.NoError(t, subscribe(kind))
+	}
+
+	// A reader checks that no count goes down: topic, bus, subscriptions.
+	stop := make(chan struct{})
+	var reader sync.WaitGroup
+	reader.Go(func() {
+		var lastTopic eventbus.TopicStats
+		var lastBus eventbus.Stats
+		last := map[*eventbus.Subscription]eventbus.SubscriptionStats{}
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ts, bs := topic.Stats(), bus.Stats()
+			if ts.Dispatched < lastTopic.Dispatched || ts.Delivered < lastTopic.Delivered ||
+				bs.Dispatched < lastBus.Dispatched || bs.Delivered < lastBus.Delivered {
+				t.Errorf("counts went down: topic %d/%d to %d/%d, bus %d/%d to %d/%d",
+					lastTopic.Dispatched, lastTopic.Delivered, ts.Dispatched, ts.Delivered,
+					lastBus.Dispatched, lastBus.Delivered, bs.Dispatched, bs.Delivered)
+				return
+			}
+			lastTopic, lastBus = ts, bs
+			mu.Lock()
+			subs := slices.Clone(all)
+			mu.Unlock()
+			for _, c := range subs {
+				s := c.sub.Load()
+				st, l := s.Stats(), last[s]
+				if st.Dispatched < l.Dispatched || st.Delivered < l.Delivered {
+					t.Errorf("%s: counts went down from %d/%d to %d/%d", st.Where, l.Dispatched, l.Delivered, st.Dispatched, st.Delivered)
+					return
+				}
+				last[s] = st
+			}
+		}
+	})
+
+	var wg sync.WaitGroup
+	for p := range 3 {
+		wg.Go(func() {
+			for n := range 400 {
+				var err error
+				if n%4 == 0 {
+					var he *eventbus.HandlerError
+					if err = topic.PublishWait(context.Background(), p*1000+n); errors.As(err, &he) {
+						err = nil // a handler failed on purpose
+					}
+				} else {
+					err = topic.Publish(context.Background(), p*1000+n)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		r := rand.New(rand.NewPCG(seed, 1))
+		for i := range 150 {
+			var opts []eventbus.SubOption
+			if i%3 == 0 {
+				opts = append(opts, eventbus.Replay())
+			}
+			if err := subscribe(r.IntN(6), opts...); err != nil {
+				t.Error(err)
+				return
+			}
+			if r.IntN(2) == 0 {
+				mu.Lock()
+				victim := all[r.IntN(len(all))]
+				mu.Unlock()
+				if !victim.left.Swap(true) {
+					assert.NoError(t, victim.sub.Load().Unsubscribe())
+				}
+			}
+		}
+	})
+	wg.Wait()
+	close(stop)
+	reader.Wait()
+
+	for _, c := range all {
+		if c.left.Load() {
+			continue // its counts are in the topic's
+		}
+		st := c.sub.Load().Stats()
+		assert.EqualValues(t, c.calls.Load(), st.Dispatched, "%s dispatched", st.Where)
+		assert.EqualValues(t, c.calls.Load()-c.failed.Load(), st.Delivered, "%s delivered", st.Where)
+	}
+	ts := topic.Stats()
+	assert.EqualValues(t, totalCalls.Load(), ts.Dispatched, "topic dispatched, departed subscriptions included")
+	assert.EqualValues(t, totalCalls.Load()-totalFailed.Load(), ts.Delivered, "topic delivered")
 }
