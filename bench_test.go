@@ -23,9 +23,9 @@ type tick struct {
 
 var btc = [8]byte{'B', 'T', 'C', 'U', 'S', 'D', 'T'}
 
-func benchBus(b *testing.B) *eventbus.Bus {
+func benchBus(b *testing.B, opts ...eventbus.Option) *eventbus.Bus {
 	b.Helper()
-	bus, err := eventbus.New(quiet)
+	bus, err := eventbus.New(append([]eventbus.Option{quiet}, opts...)...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -104,6 +104,22 @@ func BenchmarkPublish(b *testing.B) {
 			b.ReportMetric(float64(seq)/b.Elapsed().Seconds(), "events/s")
 		})
 	}
+	// A queue smaller than a reader's run: the publisher waits for room
+	// after every few events, and the reader must not wait for more.
+	b.Run("async/subs=1/queue=4", func(b *testing.B) {
+		topic := eventbus.MustTopic[tick](benchBus(b, eventbus.WithQueueSize(4)), "ticks")
+		wait := subscribeCounting(b, topic, 1)
+		b.ReportAllocs()
+		var seq uint64
+		for b.Loop() {
+			seq++
+			if err := topic.Publish(ctx, tick{Symbol: btc, Price: 1, Qty: 2, Seq: seq}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		wait(int64(seq))
+		b.ReportMetric(float64(seq)/b.Elapsed().Seconds(), "events/s")
+	})
 	b.Run("async/parallel", func(b *testing.B) {
 		const subs = 4
 		topic := eventbus.MustTopic[tick](benchBus(b), "ticks")

@@ -107,19 +107,20 @@ type Worker[E any] struct {
 	// cur is the sequence of the next event of the run not yet started; end
 	// is the end of the run, with the copying bit while its slots are being
 	// copied. cur < end means events wait in the run.
-	cur    atomic.Uint64
-	end    atomic.Uint64
-	asleep atomic.Bool
-	high   atomic.Int64 // the most events waiting when this worker took a run
-	_      pad
-	wake   chan struct{}
-	buf    []E
-	start  uint64 // sequence of buf[0]
-	pos    uint64 // the worker's own copy of cur
-	runEnd uint64 // the end of the current run
-	runs   uint64 // runs taken, for sampling the high-water mark
-	woken  bool   // parked since the last run: take what is there at once
-	tk, te uint64 // a run TakeRuns took, still to report as Taken
+	cur     atomic.Uint64
+	end     atomic.Uint64
+	asleep  atomic.Bool
+	high    atomic.Int64 // the most events waiting when this worker took a run
+	_       pad
+	wake    chan struct{}
+	buf     []E
+	start   uint64 // sequence of buf[0]
+	pos     uint64 // the worker's own copy of cur
+	runEnd  uint64 // the end of the current run
+	runs    uint64 // runs taken, for sampling the high-water mark
+	woken   bool   // parked since the last run: take what is there at once
+	lingers uint64 // times the worker waited for a run to build up (see Next)
+	tk, te  uint64 // a run TakeRuns took, still to report as Taken
 
 	// Idle, if set, is called by the worker's goroutine before it parks.
 	Idle func()
@@ -436,8 +437,12 @@ func (w *Worker[E]) Next() (*E, Status) {
 			// finds a few events right after its last run (idle is 0), not
 			// just woken, lingers once (idle is then 1) to let a run build
 			// up on lines it leaves alone. A reader that had found nothing
-			// takes the event at once: that is the handoff latency.
-			if idle == 0 && !w.woken && g.batch >= minRun && !r.ready(n+minRun-1) {
+			// takes the event at once: that is the handoff latency. Nor
+			// does it linger when no run can build up: a group too small
+			// for one, or a producer waiting for the room it would make.
+			if idle == 0 && !w.woken && g.batch >= minRun && g.cap >= 2*minRun &&
+				r.waiters.Load() == 0 && !r.ready(n+minRun-1) {
+				w.lingers++
 				runtime.Gosched()
 				backoff(lingerLevel)
 				continue

@@ -314,3 +314,35 @@ func TestAStreamingWorkerTakesAFewEventsWithoutWaitingForMore(t *testing.T) {
 	}
 	assert.False(t, w.Asleep(), "the worker parked although events waited")
 }
+
+// A worker lingers for a run only where one can build up: not in a group
+// too small for it, and not while the producer waits for the room the
+// worker would make by taking what is there.
+func TestAWorkerLingersOnlyWhereARunCanBuildUp(t *testing.T) {
+	take := func(r *Ring[int], g *Group[int], n int) *Worker[int] {
+		for v := range n {
+			r.Put(&v)
+		}
+		w := g.Workers()[0]
+		for v := range n {
+			got, st := w.Next()
+			require.Equal(t, Got, st)
+			require.Equal(t, v, *got)
+		}
+		return w
+	}
+
+	r := New[int](64)
+	w := take(r, r.Add(64, 1, 64), 3)
+	assert.EqualValues(t, 1, w.lingers, "a large group, a few events: the worker waits once for more")
+
+	r = New[int](64)
+	w = take(r, r.Add(2*minRun-1, 1, 64), 3)
+	assert.Zero(t, w.lingers, "a group too small for a run")
+
+	r = New[int](64)
+	g := r.Add(64, 1, 64)
+	r.waiters.Store(1) // a producer waits for room
+	w = take(r, g, 3)
+	assert.Zero(t, w.lingers, "a producer waiting for room")
+}
