@@ -717,13 +717,14 @@ func (l *subList[T]) without(s *subscriber[T]) *subList[T] {
 
 // newLedger replaces the ledger n took over from the list it replaces,
 // whose Sync subscriptions were not the same. The caller holds the
-// topic's lock.
+// topic's lock. SubscribeAll's list has none: its Sync subscriptions count
+// their calls under locks of their own (countSync).
 func (n *subList[T]) newLedger() {
 	if n.ledger != nil {
 		n.ledger.close()
 		n.ledger = nil
 	}
-	if len(n.sync) == 0 || !n.sync[0].ledgered {
+	if len(n.sync) == 0 || n.sync[0].topic == "*" {
 		return
 	}
 	members := make([]*Subscription, len(n.sync))

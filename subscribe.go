@@ -58,10 +58,8 @@ type Subscription struct {
 	calls    uint64
 	delivers uint64 // the calls that succeeded
 	// ledgers are the ledgers of the topic's Sync subscriptions that count
-	// calls of this one still (see syncLedger); under callsMu. ledgered
-	// says it is a topic's Sync subscription in memory, counted that way.
-	ledgers  []*syncLedger
-	ledgered bool
+	// calls of this one still (see syncLedger); under callsMu.
+	ledgers []*syncLedger
 
 	unsubscribe sync.Once
 	typed       typedSub // the generic half: rings and list membership

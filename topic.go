@@ -605,7 +605,6 @@ func (t *Topic[T]) Subscribe(h Handler[T], opts ...SubOption) (*Subscription, er
 	s.list, s.listMu, s.prodMu = &t.subs, &t.mu, &t.mu
 	if s.sync {
 		s.callsMu = &t.mu // finishSync counts its calls
-		s.ledgered = s.remote == nil
 	}
 	if s.remote != nil {
 		err = attachRemote(t.bus, s, func() error {
