@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,27 +60,12 @@ func TestSyncCountsAreExactWhileSubscriptionsLeave(t *testing.T) {
 	}, eventbus.Sync())
 	require.NoError(t, err)
 
-	// A reader checks that no live subscription's counts ever go down.
-	stop := make(chan struct{})
-	var reader sync.WaitGroup
-	reader.Go(func() {
-		last := make([]eventbus.SubscriptionStats, subs)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			for i, c := range all {
-				st := c.sub.Stats()
-				if st.Dispatched < last[i].Dispatched || st.Delivered < last[i].Delivered {
-					t.Errorf("subscription %d: counts went down from %d/%d to %d/%d",
-						i, last[i].Dispatched, last[i].Delivered, st.Dispatched, st.Delivered)
-					return
-				}
-				last[i] = st
-			}
+	stopWatching := watchCountsGoUp(t, bus, topic, func() []*eventbus.Subscription {
+		subs := make([]*eventbus.Subscription, len(all))
+		for i, c := range all {
+			subs[i] = c.sub
 		}
+		return subs
 	})
 
 	var wg sync.WaitGroup
@@ -99,8 +83,7 @@ func TestSyncCountsAreExactWhileSubscriptionsLeave(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	close(stop)
-	reader.Wait()
+	stopWatching()
 
 	var calls, failed int64
 	for i, c := range all {
@@ -211,31 +194,7 @@ func TestStatsNeverGoDownWhileSubscriptionsLeave(t *testing.T) {
 	noop := func(context.Context, eventbus.Event[int]) error { return nil }
 	anyNoop := func(context.Context, eventbus.Event[any]) error { return nil }
 
-	stop := make(chan struct{})
-	var reader sync.WaitGroup
-	reader.Go(func() {
-		lastT, lastB := topic.Stats(), bus.Stats()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			ts, bs := topic.Stats(), bus.Stats()
-			if ts.Dispatched < lastT.Dispatched || ts.Delivered < lastT.Delivered ||
-				bs.Dispatched < lastB.Dispatched || bs.Delivered < lastB.Delivered {
-				t.Errorf("counts went down: topic %d/%d to %d/%d, bus %d/%d to %d/%d",
-					lastT.Dispatched, lastT.Delivered, ts.Dispatched, ts.Delivered,
-					lastB.Dispatched, lastB.Delivered, bs.Dispatched, bs.Delivered)
-				return
-			}
-			lastT, lastB = ts, bs
-		}
-	})
-	defer func() {
-		close(stop)
-		reader.Wait()
-	}()
+	defer watchCountsGoUp(t, bus, topic, nil)()
 
 	for range 2000 {
 		subs := make([]*eventbus.Subscription, 0, 3)
@@ -397,41 +356,14 @@ func syncChurn(t *testing.T, seed uint64) {
 		require.NoError(t, subscribe(kind))
 	}
 
-	// A reader checks that no count goes down: topic, bus, subscriptions.
-	stop := make(chan struct{})
-	var reader sync.WaitGroup
-	reader.Go(func() {
-		var lastTopic eventbus.TopicStats
-		var lastBus eventbus.Stats
-		last := map[*eventbus.Subscription]eventbus.SubscriptionStats{}
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			ts, bs := topic.Stats(), bus.Stats()
-			if ts.Dispatched < lastTopic.Dispatched || ts.Delivered < lastTopic.Delivered ||
-				bs.Dispatched < lastBus.Dispatched || bs.Delivered < lastBus.Delivered {
-				t.Errorf("counts went down: topic %d/%d to %d/%d, bus %d/%d to %d/%d",
-					lastTopic.Dispatched, lastTopic.Delivered, ts.Dispatched, ts.Delivered,
-					lastBus.Dispatched, lastBus.Delivered, bs.Dispatched, bs.Delivered)
-				return
-			}
-			lastTopic, lastBus = ts, bs
-			mu.Lock()
-			subs := slices.Clone(all)
-			mu.Unlock()
-			for _, c := range subs {
-				s := c.sub.Load()
-				st, l := s.Stats(), last[s]
-				if st.Dispatched < l.Dispatched || st.Delivered < l.Delivered {
-					t.Errorf("%s: counts went down from %d/%d to %d/%d", st.Where, l.Dispatched, l.Delivered, st.Dispatched, st.Delivered)
-					return
-				}
-				last[s] = st
-			}
+	stopWatching := watchCountsGoUp(t, bus, topic, func() []*eventbus.Subscription {
+		mu.Lock()
+		defer mu.Unlock()
+		subs := make([]*eventbus.Subscription, len(all))
+		for i, c := range all {
+			subs[i] = c.sub.Load()
 		}
+		return subs
 	})
 
 	var wg sync.WaitGroup
@@ -476,8 +408,7 @@ func syncChurn(t *testing.T, seed uint64) {
 		}
 	})
 	wg.Wait()
-	close(stop)
-	reader.Wait()
+	stopWatching()
 
 	for _, c := range all {
 		if c.left.Load() {
@@ -490,4 +421,48 @@ func syncChurn(t *testing.T, seed uint64) {
 	ts := topic.Stats()
 	assert.EqualValues(t, totalCalls.Load(), ts.Dispatched, "topic dispatched, departed subscriptions included")
 	assert.EqualValues(t, totalCalls.Load()-totalFailed.Load(), ts.Delivered, "topic delivered")
+}
+
+// watchCountsGoUp reads, over and over until the returned stop is called,
+// the Stats of the topic, of the bus and of every subscription subs returns
+// (subs may be nil), and fails t if a Dispatched or Delivered ever goes
+// down.
+func watchCountsGoUp(t *testing.T, bus *eventbus.Bus, topic *eventbus.Topic[int], subs func() []*eventbus.Subscription) (stop func()) {
+	done := make(chan struct{})
+	var reader sync.WaitGroup
+	reader.Go(func() {
+		lastTopic, lastBus := topic.Stats(), bus.Stats()
+		last := map[*eventbus.Subscription]eventbus.SubscriptionStats{}
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			ts, bs := topic.Stats(), bus.Stats()
+			if ts.Dispatched < lastTopic.Dispatched || ts.Delivered < lastTopic.Delivered ||
+				bs.Dispatched < lastBus.Dispatched || bs.Delivered < lastBus.Delivered {
+				t.Errorf("counts went down: topic %d/%d to %d/%d, bus %d/%d to %d/%d",
+					lastTopic.Dispatched, lastTopic.Delivered, ts.Dispatched, ts.Delivered,
+					lastBus.Dispatched, lastBus.Delivered, bs.Dispatched, bs.Delivered)
+				return
+			}
+			lastTopic, lastBus = ts, bs
+			if subs == nil {
+				continue
+			}
+			for _, s := range subs() {
+				st, l := s.Stats(), last[s]
+				if st.Dispatched < l.Dispatched || st.Delivered < l.Delivered {
+					t.Errorf("%s: counts went down from %d/%d to %d/%d", st.Where, l.Dispatched, l.Delivered, st.Dispatched, st.Delivered)
+					return
+				}
+				last[s] = st
+			}
+		}
+	})
+	return func() {
+		close(done)
+		reader.Wait()
+	}
 }
