@@ -41,8 +41,9 @@ func TestBlockedSubscriberDoesNotHoldUpOthers(t *testing.T) {
 	const events = 500
 	bus := newBus(t)
 	topic := eventbus.MustTopic[int](bus, "quotes")
-	release := make(chan struct{})
+	entered, release := make(chan struct{}, events), make(chan struct{})
 	stuck, err := topic.Subscribe(func(context.Context, eventbus.Event[int]) error {
+		entered <- struct{}{}
 		<-release
 		return nil
 	}, eventbus.Queue(events))
@@ -56,6 +57,13 @@ func TestBlockedSubscriberDoesNotHoldUpOthers(t *testing.T) {
 	}
 
 	assert.Len(t, receive(t, got, events), events, "the free subscriber got everything while the other was stuck")
+	// The stuck handler's goroutine may not have been scheduled yet, the
+	// free one having done everything: wait until it holds its first event.
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stuck subscriber never started its first event")
+	}
 	assert.Equal(t, events-1, stuck.Stats().QueueLen, "the stuck subscriber's other events wait in its own buffer")
 	close(release)
 }
