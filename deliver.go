@@ -1,6 +1,7 @@
 package eventbus
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -348,12 +349,20 @@ func outcomes(buf []outcome, n int) []outcome {
 // not once per handler: after a panic, the loop resumes with the next
 // handler. n is the publish's number on the topic: it decides which calls
 // are timed for the latency statistics (see sampled).
-func publishSync[T any](ctx context.Context, subs []*subscriber[T], ev *Event[T], n uint64, out []outcome) {
+//
+// It returns the first panic of the logger, if any (see guard), for the
+// publisher to raise again once the publish is finished.
+func publishSync[T any](ctx context.Context, subs []*subscriber[T], ev *Event[T], n uint64, out []outcome) (escaped *recovered) {
 	if n <= 16 {
 		for i, s := range subs {
-			out[i], _ = s.callTimed(ctx, ev)
+			var p *recovered
+			out[i], p = guard(func() outcome {
+				o, _ := s.callTimed(ctx, ev)
+				return o
+			})
+			escaped = cmp.Or(escaped, p)
 		}
-		return
+		return escaped
 	}
 	timed := -1
 	if sampled(n) && len(subs) > 0 {
@@ -362,28 +371,40 @@ func publishSync[T any](ctx context.Context, subs []*subscriber[T], ev *Event[T]
 	for i := 0; i < len(subs); i++ {
 		var p *recovered
 		if i, p = callSync(ctx, subs, i, ev, timed, out); p != nil {
-			out[i] = subs[i].syncFailed(ctx, ev, p.stack, &panicError{value: p.value})
+			if p.reporting {
+				out[i], escaped = failed, cmp.Or(escaped, p)
+				continue
+			}
+			out[i], p = guard(func() outcome {
+				return subs[i].syncFailed(ctx, ev, p.stack, &panicError{value: p.value})
+			})
+			escaped = cmp.Or(escaped, p)
 		}
 	}
+	return escaped
 }
 
 type recovered struct {
-	value any
-	stack []byte
+	value     any
+	stack     []byte
+	reporting bool // not the handler's panic: it came from reporting a failure (see guard)
 }
 
 // callSync calls the handlers of subs from i on, until one panics: it
 // returns the index it stopped at and, if it stopped early, the panic.
 func callSync[T any](ctx context.Context, subs []*subscriber[T], i int, ev *Event[T], timed int, out []outcome) (at int, p *recovered) {
+	reporting := false
 	defer func() {
 		if r := recover(); r != nil {
-			p = &recovered{value: r, stack: debug.Stack()}
+			p = &recovered{value: r, stack: debug.Stack(), reporting: reporting}
 		}
 	}()
 	for at = i; at < len(subs); at++ {
 		s := subs[at]
 		if at == timed {
+			reporting = true // callTimed recovers the handler's own panics
 			out[at], _ = s.callTimed(ctx, ev)
+			reporting = false
 			continue
 		}
 		if s.gate.Load()&gateClosed != 0 {
@@ -391,10 +412,28 @@ func callSync[T any](ctx context.Context, subs []*subscriber[T], i int, ev *Even
 			continue
 		}
 		if err := s.handler(ctx, *ev); err != nil {
+			reporting = true
 			out[at] = s.syncFailed(ctx, ev, nil, err)
+			reporting = false
 		}
 	}
 	return at, nil
+}
+
+// guard runs a step of a Sync delivery that recovers its handler's panics
+// itself, and recovers what panic still gets out: the bus recovers those of
+// the user's functions a failure calls (the error handler, Retry's backoff)
+// too, but not those of the logger (WithLogger) as it reports the failure,
+// there being nowhere left to report them. The publisher raises that panic
+// again once the publish is finished, so that Close does not wait for a
+// publish that never ends; the delivery counts as failed.
+func guard(step func() outcome) (o outcome, p *recovered) {
+	defer func() {
+		if r := recover(); r != nil {
+			o, p = failed, &recovered{value: r, stack: debug.Stack(), reporting: true}
+		}
+	}()
+	return step(), nil
 }
 
 // syncFailed goes on after the first attempt of a Sync delivery failed.

@@ -185,6 +185,57 @@ func TestPanicsInTheErrorHandlerAndBackoffStayInTheBus(t *testing.T) {
 	assert.Contains(t, log.String(), "Retry backoff function panicked; retrying at once")
 }
 
+// panickingLog is a slog.Handler with a bug: it panics on every record.
+type panickingLog struct{ slog.Handler }
+
+func (panickingLog) Enabled(context.Context, slog.Level) bool  { return true }
+func (panickingLog) Handle(context.Context, slog.Record) error { panic("logger bug") }
+
+// A logger that panics while it reports a failed Sync call is the one user
+// function the bus does not recover (there is nothing left to report the
+// panic to): the panic reaches the publisher, but only once the publish is
+// over, every other handler has run, and the calls are counted, so Close
+// does not wait for it.
+func TestALoggerPanicInASyncFailureReachesThePublisherAfterThePublish(t *testing.T) {
+	bus, err := eventbus.New(eventbus.WithLogger(slog.New(panickingLog{slog.DiscardHandler})))
+	require.NoError(t, err)
+	topic := eventbus.MustTopic[int](bus, "sync.logger")
+	var failing, fine, all atomic.Int64
+	_, err = topic.Subscribe(func(context.Context, eventbus.Event[int]) error {
+		failing.Add(1)
+		return errors.New("failed")
+	}, eventbus.Sync())
+	require.NoError(t, err)
+	_, err = topic.Subscribe(func(context.Context, eventbus.Event[int]) error {
+		fine.Add(1)
+		return nil
+	}, eventbus.Sync())
+	require.NoError(t, err)
+	_, err = eventbus.SubscribeAll(bus, func(context.Context, eventbus.Event[any]) error {
+		all.Add(1)
+		return nil
+	}, eventbus.Sync())
+	require.NoError(t, err)
+
+	const publishes = 40 // timed publishes (the first 16) and untimed ones
+	for n := range publishes {
+		publish := func() { _ = topic.Publish(context.Background(), n) }
+		if n%4 == 3 {
+			publish = func() { _ = topic.PublishWait(context.Background(), n) }
+		}
+		assert.PanicsWithValue(t, "logger bug", publish, "publish %d", n)
+	}
+	assert.EqualValues(t, publishes, failing.Load(), "calls of the failing handler")
+	assert.EqualValues(t, publishes, fine.Load(), "calls of the handler after it")
+	assert.EqualValues(t, publishes, all.Load(), "calls of the SubscribeAll handler")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, bus.Close(ctx), "Close waits for no publish")
+	st := topic.Stats()
+	assert.EqualValues(t, 2*publishes, st.Dispatched)
+	assert.EqualValues(t, publishes, st.Delivered)
+}
+
 // Unsubscribe moves a subscription's counts from the live ones to the
 // topic's retired totals; a Stats call at any moment of it counts them once,
 // so the topic's and the bus's counts never go down.
