@@ -71,7 +71,10 @@ func WithWorkers(n int) Option {
 }
 
 // WithLogger sets where the bus logs failed handlers and other trouble
-// (default slog.Default()). l must not be nil.
+// (default slog.Default()). l must not be nil. Its handler should not
+// panic: the bus cannot report that panic anywhere, so it goes on to the
+// publisher of a Sync delivery (after the publish is finished) or ends the
+// program from an asynchronous delivery's goroutine.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) error {
 		if l == nil {
