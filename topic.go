@@ -131,7 +131,8 @@ func (t *Topic[T]) Name() string { return t.name }
 // In all these cases no subscription receives the event. Handler failures are
 // not returned (see PublishWait); they are reported as WithErrorHandler says.
 func (t *Topic[T]) Publish(ctx context.Context, payload T) error {
-	ev := Event[T]{Payload: payload}
+	var ev Event[T]
+	ev.Payload = payload // not a composite literal, which the compiler builds aside and copies
 	return t.publish(ctx, &ev, false)
 }
 
@@ -290,7 +291,8 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 	if t.remote {
 		return t.publishWaitRemote(payload)
 	}
-	ev := Event[T]{Payload: payload}
+	var ev Event[T]
+	ev.Payload = payload // see Publish
 	w := newWaiter(callerWorker(ctx))
 	var anyEv Event[any]
 	subs, all, _, err := t.accept(ctx, &ev, &anyEv, w, false)
@@ -495,7 +497,7 @@ func (t *Topic[T]) offerLocked(tl []*subscriber[T], al []*subscriber[any], ev *E
 	}
 	// One write to the topic's ring serves all its shared lanes.
 	if t.ring != nil && sharesRing(tl, vs[:n]) {
-		t.ring.Put(&item[T]{ev: *ev, w: w})
+		put(t.ring, ev, w)
 	}
 	write(tl, vs[:n], ev, w)
 	write(al, vs[n:], anyEv, w)
@@ -573,9 +575,16 @@ func write[T any](subs []*subscriber[T], vs []verdict, ev *Event[T], w *waiter) 
 			continue
 		}
 		if !l.shared {
-			l.ring.Put(&item[T]{ev: *ev, w: w})
+			put(l.ring, ev, w)
 		}
 	}
+}
+
+// put writes ev and w in r's next slot, without a copy of them on the stack.
+func put[T any](r *ring.Ring[item[T]], ev *Event[T], w *waiter) {
+	it := r.Claim()
+	it.ev, it.w = *ev, w
+	r.Commit()
 }
 
 func dropError[T any](s *Subscription, ev *Event[T]) error {

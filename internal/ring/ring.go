@@ -232,13 +232,25 @@ func (g *Group[E]) Room() bool {
 // Put writes e at the tail for every group. Every group must have Room, or,
 // when it has none, must not be counted on to read e (Evict first, or Remove).
 func (r *Ring[E]) Put(e *E) {
+	*r.Claim() = *e
+	r.Commit()
+}
+
+// Claim returns the slot at the tail for the producer to write in place,
+// which saves copying an event it builds from parts; Commit then puts it.
+// The rules of Put apply.
+func (r *Ring[E]) Claim() *E {
 	t := r.tail.Load()
 	for r.overruns(t) {
 		runtime.Gosched() // only possible for a group without Room: a caller bug, or a copy in progress
 	}
-	sl := &r.slots[t&r.mask]
-	sl.val = *e
-	sl.seq.Store(t + 1)
+	return &r.slots[t&r.mask].val
+}
+
+// Commit puts the event written in the slot Claim returned.
+func (r *Ring[E]) Commit() {
+	t := r.tail.Load()
+	r.slots[t&r.mask].seq.Store(t + 1)
 	r.tail.Store(t + 1)
 	if r.parked.Load() != 0 {
 		r.wakeReaders()
