@@ -399,6 +399,7 @@ func callSync[T any](ctx context.Context, subs []*subscriber[T], i int, ev *Even
 			p = &recovered{value: r, stack: debug.Stack(), reporting: reporting}
 		}
 	}()
+	e := *ev // handler(ctx, *ev) would copy *ev aside, then again into the call's arguments
 	for at = i; at < len(subs); at++ {
 		s := subs[at]
 		if at == timed {
@@ -411,7 +412,7 @@ func callSync[T any](ctx context.Context, subs []*subscriber[T], i int, ev *Even
 			out[at] = skipped
 			continue
 		}
-		if err := s.handler(ctx, *ev); err != nil {
+		if err := s.handler(ctx, e); err != nil {
 			reporting = true
 			out[at] = s.syncFailed(ctx, ev, nil, err)
 			reporting = false
