@@ -375,7 +375,7 @@ func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], anyEv *Event[any], 
 			return nil, nil, 0, ErrClosed
 		}
 		if ev.ID.IsZero() {
-			ev.ID = t.ids.Next(ms)
+			t.ids.NextTo((*[16]byte)(&ev.ID), ms)
 		}
 		subs, all = t.subs.Load(), t.bus.all.Load()
 		blocker, wait, err := t.offer(subs, all, ev, anyEv, w)
