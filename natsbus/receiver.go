@@ -27,6 +27,24 @@ const maxBuffered = 500
 // still exists, which bounds how long a lost consumer goes unnoticed.
 const pullHeartbeat = 2 * time.Second
 
+// firstRecheck and lastRecheck bound how long a wait on jetstream's
+// iterator lasts before the receiver calls its Next again. The iterator
+// asks the broker for more when its Next begins or wakes, but not while its
+// goroutine is still sending the previous request (nats.go's checkPending
+// skips while fetchInProgress is set, and nothing re-checks later). With
+// MaxInFlight 1 that request is for one message, and under CPU load the
+// message can be handed out, settled and Next called again before the
+// request is marked sent: that Next asks for nothing and waits on an inbox
+// nothing will reach until two heartbeats are missed, stalling the
+// subscription 2*pullHeartbeat each time. A new call asks. The waits double
+// from firstRecheck to lastRecheck; after them the receiver waits as long
+// as its caller lets it, so that the iterator's missed-heartbeat check,
+// which each new call restarts, still runs.
+const (
+	firstRecheck = 10 * time.Millisecond
+	lastRecheck  = 640 * time.Millisecond
+)
+
 // maxRecoverWait caps the wait between attempts to rebuild a consumer.
 const maxRecoverWait = 5 * time.Second
 
@@ -178,7 +196,7 @@ func (r *receiver) Next(ctx context.Context) (eventbus.Delivery, error) {
 		if r.isDone() {
 			return nil, r.errClosed
 		}
-		msg, err := r.iter.Next(jetstream.NextContext(ctx))
+		msg, err := r.pull(ctx)
 		if err == nil {
 			if r.isDone() {
 				r.giveBack(msg)
@@ -197,6 +215,21 @@ func (r *receiver) Next(ctx context.Context) (eventbus.Delivery, error) {
 		}
 		wait = r.recover(ctx, err, wait)
 	}
+}
+
+// pull returns the iterator's next message, calling its Next again after
+// each recheck interval (see firstRecheck) in case it missed asking the
+// broker; the caller holds sem.
+func (r *receiver) pull(ctx context.Context) (jetstream.Msg, error) {
+	for wait := firstRecheck; wait <= lastRecheck; wait *= 2 {
+		waitCtx, cancel := context.WithTimeout(ctx, wait)
+		msg, err := r.iter.Next(jetstream.NextContext(waitCtx))
+		cancel()
+		if err == nil || ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return msg, err
+		}
+	}
+	return r.iter.Next(jetstream.NextContext(ctx))
 }
 
 func (r *receiver) isDone() bool {

@@ -2,8 +2,10 @@ package natsbus_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -398,6 +400,82 @@ func TestReceiver(t *testing.T) {
 		require.NoError(t, d.Ack(h.ctx()))
 		assert.Equal(t, []string{name}, h.consumers(), "recreated under its name")
 	})
+
+	t.Run("keeps delivering when a wait on jetstream's iterator misses its wake-up", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t)
+		r := h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed"})
+		it := h.missWakeUps(r)
+		envs := h.publish("trade.executed", payloads(3)...)
+		for _, want := range envs {
+			// Well within the 2*pullHeartbeat after which jetstream's own
+			// check would have asked the broker again.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			d, err := r.Next(ctx)
+			cancel()
+			require.NoError(t, err, "Next, when the iterator's wait for each event misses its wake-up")
+			assert.Equal(t, want.ID, d.Envelope().ID)
+			require.NoError(t, d.Ack(h.ctx()))
+		}
+		assert.Equal(t, int32(len(envs)), it.missed.Load(), "waits that missed their wake-up")
+	})
+}
+
+// wakeUpMisser is jetstream's iterator as it behaves under CPU load (see
+// firstRecheck): a Next that begins after a message was handed out finds
+// the request for the next one still being sent, asks the broker for
+// nothing, and waits on an inbox that nothing will reach until its ctx
+// ends. Called again, it reads on as usual.
+type wakeUpMisser struct {
+	jetstream.MessagesContext
+	idle   jetstream.MessagesContext // of a consumer that has nothing to deliver
+	miss   bool                      // the next Next misses its wake-up; Next calls never overlap
+	missed atomic.Int32
+}
+
+// missWakeUps makes r read through a wakeUpMisser, which begins as if a
+// message had just been handed out.
+func (h *harness) missWakeUps(r eventbus.Receiver) *wakeUpMisser {
+	h.t.Helper()
+	c, err := h.js.CreateConsumer(h.ctx(), h.names.Stream, jetstream.ConsumerConfig{
+		FilterSubject: h.subject("nothing"),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+	})
+	require.NoError(h.t, err)
+	idle, err := c.Messages()
+	require.NoError(h.t, err)
+	h.t.Cleanup(idle.Stop)
+	it := &wakeUpMisser{idle: idle, miss: true}
+	natsbus.WrapIterator(r, func(real jetstream.MessagesContext) jetstream.MessagesContext {
+		it.MessagesContext = real
+		return it
+	})
+	return it
+}
+
+func (it *wakeUpMisser) Next(opts ...jetstream.NextOpt) (jetstream.Msg, error) {
+	if it.miss {
+		it.miss = false
+		_, err := it.idle.Next(opts...)
+		if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			it.missed.Add(1)
+			return nil, err
+		}
+		// Stop or Drain ended the wait: read what the real iterator has left.
+	}
+	msg, err := it.MessagesContext.Next(opts...)
+	it.miss = err == nil
+	return msg, err
+}
+
+func (it *wakeUpMisser) Stop() {
+	it.idle.Stop()
+	it.MessagesContext.Stop()
+}
+
+func (it *wakeUpMisser) Drain() {
+	it.idle.Stop()
+	it.MessagesContext.Drain()
 }
 
 func TestDrain(t *testing.T) {
