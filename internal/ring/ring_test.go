@@ -285,8 +285,8 @@ func BenchmarkCacheLineRoundTrip(b *testing.B) {
 // (see Next); when no more come it must still take the few that wait, at
 // once after the wait, and never park on them.
 func TestAStreamingWorkerTakesAFewEventsWithoutWaitingForMore(t *testing.T) {
-	r := New[int](64)
-	g := r.Add(64, 1, 64)
+	r := New[int](4 * minRun)
+	g := r.Add(4*minRun, 1, minRun)
 	w := g.Workers()[0]
 	for round := range 50 {
 		for v := range minRun - 1 {
@@ -332,16 +332,16 @@ func TestAWorkerLingersOnlyWhereARunCanBuildUp(t *testing.T) {
 		return w
 	}
 
-	r := New[int](64)
-	w := take(r, r.Add(64, 1, 64), 3)
-	assert.EqualValues(t, 1, w.lingers, "a large group, a few events: the worker waits once for more")
+	r := New[int](4 * minRun)
+	w := take(r, r.Add(4*minRun, 1, minRun), 3)
+	assert.EqualValues(t, maxLingers, w.lingers, "a large group, a few events: the worker waits a few times for more")
 
-	r = New[int](64)
-	w = take(r, r.Add(2*minRun-1, 1, 64), 3)
+	r = New[int](4 * minRun)
+	w = take(r, r.Add(2*minRun-1, 1, minRun), 3)
 	assert.Zero(t, w.lingers, "a group too small for a run")
 
-	r = New[int](64)
-	g := r.Add(64, 1, 64)
+	r = New[int](4 * minRun)
+	g := r.Add(4*minRun, 1, minRun)
 	r.waiters.Store(1) // a producer waits for room
 	w = take(r, g, 3)
 	assert.Zero(t, w.lingers, "a producer waiting for room")
