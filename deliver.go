@@ -719,6 +719,20 @@ func (w *waiter) err() error {
 type subList[T any] struct {
 	sync, async []*subscriber[T]
 	ledger      *syncLedger
+	// allShared: every async subscription is one lane in the topic's ring,
+	// so that a publish that finds room in each writes the ring once and
+	// nothing else (see Topic.offer).
+	allShared bool
+}
+
+func (l *subList[T]) setAllShared() *subList[T] {
+	l.allShared = true
+	for _, s := range l.async {
+		if len(s.lanes) != 1 || !s.lanes[0].shared {
+			l.allShared = false
+		}
+	}
+	return l
 }
 
 func (l *subList[T]) empty() bool { return l == nil || len(l.sync)+len(l.async) == 0 }
@@ -734,7 +748,7 @@ func (l *subList[T]) with(s *subscriber[T]) *subList[T] {
 	} else {
 		n.async = append(n.async[:len(n.async):len(n.async)], s)
 	}
-	return n
+	return n.setAllShared()
 }
 
 func (l *subList[T]) without(s *subscriber[T]) *subList[T] {
@@ -752,7 +766,7 @@ func (l *subList[T]) without(s *subscriber[T]) *subList[T] {
 	if s.sync {
 		n.newLedger()
 	}
-	return n
+	return n.setAllShared()
 }
 
 // newLedger replaces the ledger n took over from the list it replaces,

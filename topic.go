@@ -464,6 +464,10 @@ func (t *Topic[T]) offer(subs *subList[T], all *subList[any], ev *Event[T], anyE
 	if len(tl) == 0 && len(al) == 0 {
 		return nil, nil, nil
 	}
+	if len(al) == 0 && w == nil && subs.allShared && t.roomInRing(tl) {
+		put(t.ring, ev, nil)
+		return nil, nil, nil
+	}
 	for _, s := range al {
 		s.prodMu.Lock()
 	}
@@ -472,6 +476,17 @@ func (t *Topic[T]) offer(subs *subList[T], all *subList[any], ev *Event[T], anyE
 		s.prodMu.Unlock()
 	}
 	return blocker, wait, err
+}
+
+// roomInRing reports whether every subscription of subs, each one lane in
+// the topic's ring, is open and has room: then a publish is one ring write.
+func (t *Topic[T]) roomInRing(subs []*subscriber[T]) bool {
+	for _, s := range subs {
+		if g := s.lanes[0].group; g == nil || s.gate.Load()&gateClosed != 0 || !g.Room() {
+			return false
+		}
+	}
+	return t.ring != nil
 }
 
 // offerLocked is offer with the SubscribeAll rings locked.
