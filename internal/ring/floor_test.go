@@ -11,12 +11,12 @@ import (
 // floorEvent has the size and shape of eventbus's ring slot for an
 // Event[T] with a 32-byte payload and a PublishWait pointer.
 type floorEvent struct {
-	id      [16]byte
+	_       [16]byte // the ID
 	topic   string
 	time    time.Time
 	payload [4]uint64
-	meta    map[string]string
-	w       *int
+	_       map[string]string // the metadata
+	_       *int              // the waiter
 }
 
 // BenchmarkFloor is the floor of the bus's asynchronous delivery: one
