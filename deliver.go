@@ -720,16 +720,17 @@ type subList[T any] struct {
 	sync, async []*subscriber[T]
 	ledger      *syncLedger
 	// allShared: every async subscription is one lane in the topic's ring,
-	// so that a publish that finds room in each writes the ring once and
-	// nothing else (see Topic.offer).
+	// with its group there, so that a publish that finds room in each
+	// writes the ring once and nothing else (see Topic.offer).
 	allShared bool
 }
 
 func (l *subList[T]) setAllShared() *subList[T] {
 	l.allShared = true
 	for _, s := range l.async {
-		if len(s.lanes) != 1 || !s.lanes[0].shared {
+		if len(s.lanes) != 1 || !s.lanes[0].shared || s.lanes[0].group == nil {
 			l.allShared = false
+			break
 		}
 	}
 	return l

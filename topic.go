@@ -482,7 +482,7 @@ func (t *Topic[T]) offer(subs *subList[T], all *subList[any], ev *Event[T], anyE
 // the topic's ring, is open and has room: then a publish is one ring write.
 func (t *Topic[T]) roomInRing(subs []*subscriber[T]) bool {
 	for _, s := range subs {
-		if g := s.lanes[0].group; g == nil || s.gate.Load()&gateClosed != 0 || !g.Room() {
+		if s.gate.Load()&gateClosed != 0 || !s.lanes[0].group.Room() {
 			return false
 		}
 	}
