@@ -1,6 +1,7 @@
 package ring
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -21,19 +22,27 @@ type floorEvent struct {
 
 // BenchmarkFloor is the floor of the bus's asynchronous delivery: one
 // producer stamps an event with the bus's clock and puts it, under a lock,
-// for one reader that only adds it up (ring), against a buffered channel
-// doing the same (channel). Everything else a publish does, the ID, the
-// latest event, statistics, subscription checks, and everything a delivery
-// does, is left out. Compare with BenchmarkCacheLineRoundTrip in the same
-// run: both move with the distance between the two cores.
+// for readers that only add it up: one ring with a group per reader (ring),
+// against a buffered channel per reader doing the same (channel), for 1 and
+// 4 readers. Everything else a publish does, the ID, the latest event,
+// statistics, subscription checks, and everything a delivery does, is left
+// out. Compare with BenchmarkCacheLineRoundTrip in the same run: both move
+// with the distance between the two cores.
 func BenchmarkFloor(b *testing.B) {
-	b.Run("ring", func(b *testing.B) {
-		r := New[floorEvent](16384)
-		g := r.Add(10000, 1, 64)
-		var mu sync.Mutex
-		done := make(chan uint64)
-		go func() {
-			w := g.Workers()[0]
+	for _, readers := range []int{1, 4} {
+		b.Run(fmt.Sprintf("ring/readers=%d", readers), func(b *testing.B) { floorRing(b, readers) })
+		b.Run(fmt.Sprintf("channel/readers=%d", readers), func(b *testing.B) { floorChannel(b, readers) })
+	}
+}
+
+func floorRing(b *testing.B, readers int) {
+	r := New[floorEvent](16384)
+	var mu sync.Mutex
+	groups := make([]*Group[floorEvent], readers)
+	done := make(chan uint64)
+	for i := range groups {
+		groups[i] = r.Add(10000, 1, 64)
+		go func(w *Worker[floorEvent]) {
 			var n uint64
 			for {
 				e, st := w.Next()
@@ -43,45 +52,62 @@ func BenchmarkFloor(b *testing.B) {
 				}
 				n += e.payload[3]
 			}
-		}()
-		var seq uint64
-		for b.Loop() {
-			seq++
-			mu.Lock()
+		}(groups[i].Workers()[0])
+	}
+	var seq uint64
+	for b.Loop() {
+		seq++
+		mu.Lock()
+		for _, g := range groups {
 			for !g.Room() {
 				mu.Unlock()
 				<-g.WaitRoom()
 				mu.Lock()
 			}
-			*r.Claim() = floorEvent{topic: "ticks", time: clock.Now(), payload: [4]uint64{1, 2, 3, 1}}
-			r.Commit()
-			mu.Unlock()
 		}
-		mu.Lock()
-		r.Close()
+		*r.Claim() = floorEvent{topic: "ticks", time: clock.Now(), payload: [4]uint64{1, 2, 3, 1}}
+		r.Commit()
 		mu.Unlock()
+	}
+	mu.Lock()
+	r.Close()
+	mu.Unlock()
+	for range readers {
 		if got := <-done; got != seq {
 			b.Fatalf("consumed %d of %d", got, seq)
 		}
-	})
-	b.Run("channel", func(b *testing.B) {
-		ch := make(chan floorEvent, 10000)
-		done := make(chan uint64)
-		go func() {
+	}
+	b.ReportMetric(float64(seq)/b.Elapsed().Seconds(), "events/s")
+}
+
+func floorChannel(b *testing.B, readers int) {
+	chans := make([]chan floorEvent, readers)
+	done := make(chan uint64)
+	for i := range chans {
+		chans[i] = make(chan floorEvent, 10000)
+		go func(ch <-chan floorEvent) {
 			var n uint64
 			for e := range ch {
 				n += e.payload[3]
 			}
 			done <- n
-		}()
-		var seq uint64
-		for b.Loop() {
-			seq++
-			ch <- floorEvent{topic: "ticks", time: clock.Now(), payload: [4]uint64{1, 2, 3, 1}}
+		}(chans[i])
+	}
+	var seq uint64
+	for b.Loop() {
+		seq++
+		e := floorEvent{topic: "ticks", time: clock.Now(), payload: [4]uint64{1, 2, 3, 1}}
+		for _, ch := range chans {
+			ch <- e
 		}
+	}
+	for _, ch := range chans {
 		close(ch)
+	}
+	for range readers {
 		if got := <-done; got != seq {
 			b.Fatalf("consumed %d of %d", got, seq)
 		}
-	})
+	}
+	b.ReportMetric(float64(seq)/b.Elapsed().Seconds(), "events/s")
 }
