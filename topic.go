@@ -464,7 +464,12 @@ func (t *Topic[T]) offer(subs *subList[T], all *subList[any], ev *Event[T], anyE
 	if len(tl) == 0 && len(al) == 0 {
 		return nil, nil, nil
 	}
-	if len(al) == 0 && w == nil && subs.allShared && t.roomInRing(tl) {
+	// Every subscription is a lane of the topic's ring, and the ring has
+	// room in each of them (a group of the ring that is no longer in subs,
+	// a subscription leaving, only makes Room stricter): one write serves
+	// them all. Subscriptions in subs are open: Unsubscribe leaves the list,
+	// under the lock held here, before it closes the gate.
+	if len(al) == 0 && w == nil && subs.allShared && t.ring != nil && t.ring.Room() {
 		put(t.ring, ev, nil)
 		return nil, nil, nil
 	}
@@ -476,17 +481,6 @@ func (t *Topic[T]) offer(subs *subList[T], all *subList[any], ev *Event[T], anyE
 		s.prodMu.Unlock()
 	}
 	return blocker, wait, err
-}
-
-// roomInRing reports whether every subscription of subs, each one lane in
-// the topic's ring, is open and has room: then a publish is one ring write.
-func (t *Topic[T]) roomInRing(subs []*subscriber[T]) bool {
-	for _, s := range subs {
-		if s.gate.Load()&gateClosed != 0 || !s.lanes[0].group.Room() {
-			return false
-		}
-	}
-	return t.ring != nil
 }
 
 // offerLocked is offer with the SubscribeAll rings locked.

@@ -53,6 +53,10 @@ type Ring[E any] struct {
 	slots  []slot[E]
 	mask   uint64      // len(slots) - 1: the size is a power of two
 	groups []*Group[E] // producer-owned; readers use only their own group
+	// roomUntil is producer-owned: every group has room for the events
+	// below this sequence (see Room); 0 when a group joined. (One that
+	// leaves only makes room.)
+	roomUntil uint64
 
 	roomMu  sync.Mutex
 	waiters atomic.Int32  // producers waiting for room
@@ -143,6 +147,7 @@ func (r *Ring[E]) Add(cap, workers, batch int) *Group[E] {
 		g.works = append(g.works, w)
 	}
 	r.groups = append(append([]*Group[E](nil), r.groups...), g)
+	r.roomUntil = 0
 	return g
 }
 
@@ -227,6 +232,27 @@ func (g *Group[E]) Room() bool {
 		g.high.Store(d)
 	}
 	return t-g.low < g.cap
+}
+
+// Room reports whether every group of the ring can take one more event now,
+// as Group.Room would for each. It looks at the groups only when the tail
+// reaches the lowest bound it found last time, so a put that every group
+// has room for costs one comparison rather than one per group. Producer
+// side.
+func (r *Ring[E]) Room() bool {
+	t := r.tail.Load()
+	if t < r.roomUntil {
+		return true
+	}
+	until := ^uint64(0)
+	for _, g := range r.groups {
+		if !g.Room() {
+			return false
+		}
+		until = min(until, g.low+g.cap)
+	}
+	r.roomUntil = until
+	return true
 }
 
 // Put writes e at the tail for every group. Every group must have Room, or,

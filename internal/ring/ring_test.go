@@ -127,6 +127,48 @@ func TestRoomCountsWaitingAndBatchedEvents(t *testing.T) {
 	assert.Equal(t, 3, g.HighWater())
 }
 
+func TestRingRoomIsTheRoomOfEveryGroup(t *testing.T) {
+	r := New[int](16)
+	small, large := r.Add(3, 1, 1), r.Add(8, 1, 1)
+	for v := range 3 {
+		require.True(t, r.Room(), "event %d", v)
+		r.Put(&v)
+	}
+	assert.False(t, r.Room(), "the group of three is full")
+
+	_, st := small.Workers()[0].Next()
+	require.Equal(t, Got, st)
+	require.True(t, r.Room(), "the small group started one")
+	three := 3
+	r.Put(&three)
+	assert.False(t, r.Room(), "and is full again")
+	next := func() {
+		t.Helper()
+		_, st := small.Workers()[0].Next()
+		require.Equal(t, Got, st)
+	}
+	for range 3 {
+		next()
+	}
+	for v := 4; v < 8; v++ { // the small group keeps up
+		require.True(t, r.Room(), "event %d", v)
+		r.Put(&v)
+		next()
+	}
+	assert.False(t, r.Room(), "now the group of eight is full, though the small one is not")
+	assert.True(t, small.Room())
+	assert.False(t, large.Room())
+
+	// A group that joins or leaves counts from then on.
+	r.Remove(large)
+	assert.True(t, r.Room(), "the full group left")
+	late := r.Add(1, 1, 1)
+	v := 8
+	r.Put(&v)
+	assert.False(t, r.Room(), "the group that joined holds one, its capacity")
+	assert.False(t, late.Room())
+}
+
 func TestEvictTakesTheOldest(t *testing.T) {
 	r := New[int](4)
 	g := r.Add(2, 1, 1)
