@@ -58,11 +58,13 @@ func floorRing(b *testing.B, readers int) {
 	for b.Loop() {
 		seq++
 		mu.Lock()
-		for _, g := range groups {
-			for !g.Room() {
-				mu.Unlock()
-				<-g.WaitRoom()
-				mu.Lock()
+		for !r.Room() {
+			for _, g := range groups {
+				for !g.Room() {
+					mu.Unlock()
+					<-g.WaitRoom()
+					mu.Lock()
+				}
 			}
 		}
 		*r.Claim() = floorEvent{topic: "ticks", time: clock.Now(), payload: [4]uint64{1, 2, 3, 1}}
