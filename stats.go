@@ -54,9 +54,9 @@ type TopicStats struct {
 
 // SubscriptionStats is a snapshot of one subscription's counters. Handler
 // latency is sampled into a fixed histogram whose quantiles are within
-// 12.5% of the true value: the first 16 calls, then one in 64, are timed;
+// 12.5% of the true value: the first 16 calls, then one in 256, are timed;
 // for Sync handlers, those of the topic's first 16 publishes, then one
-// handler of every 64th publish, in turn. A Sync call is counted once the
+// handler of every 256th publish, in turn. A Sync call is counted once the
 // publish that made it has run all its Sync handlers.
 type SubscriptionStats struct {
 	Name         string
