@@ -3,10 +3,10 @@
 // each through its own cursor, in the manner of the LMAX Disruptor.
 //
 // One producer at a time: the caller serialises the producer-side methods
-// (Group.Room, Put, Group.Evict, Group.Discard, Add, Remove, Close) with its
-// own lock. Readers need no lock. A group is one subscription lane: it reads
-// every event put after it joined, at most Cap of them waiting, and its
-// workers share it, each event going to one of them.
+// (Room, Group.Room, Put, Group.Evict, Group.Discard, Add, Remove, Close)
+// with its own lock. Readers need no lock. A group is one subscription
+// lane: it reads every event put after it joined, at most Cap of them
+// waiting, and its workers share it, each event going to one of them.
 //
 // A worker takes a run of up to Batch events at once: it announces the run
 // (start and end), claims it by advancing the group's cursor with a
