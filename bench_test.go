@@ -37,18 +37,12 @@ func benchBus(b *testing.B, opts ...eventbus.Option) *eventbus.Bus {
 	return bus
 }
 
-// paddedCount is one subscriber's count on a cache line of its own: handlers
-// running on different cores would otherwise contend for one line on every
-// event, a cost of the benchmark rather than of the bus.
-type paddedCount struct {
-	n atomic.Int64
-	_ [56]byte
-}
-
-// paddedInt is paddedCount for a count that one goroutine writes and
-// another reads only after a synchronising event (the channels baseline).
-type paddedInt struct {
-	n int64
+// padded holds one subscriber's 8-byte count on a cache line of its own:
+// handlers running on different cores would otherwise contend for one line
+// on every event, a cost of the benchmark rather than of the bus or of the
+// channels baseline.
+type padded[T any] struct {
+	n T
 	_ [56]byte
 }
 
@@ -56,7 +50,7 @@ type paddedInt struct {
 // they receive, and returns a function that waits until each has counted
 // want events.
 func subscribeCounting(tb testing.TB, topic *eventbus.Topic[tick], n int) (wait func(want int64)) {
-	counts := make([]paddedCount, n)
+	counts := make([]padded[atomic.Int64], n)
 	for i := range counts {
 		_, err := topic.Subscribe(func(context.Context, eventbus.Event[tick]) error {
 			counts[i].n.Add(1)
@@ -272,7 +266,7 @@ func BenchmarkBaseline(b *testing.B) {
 	for _, subs := range []int{1, 4} {
 		b.Run(fmt.Sprintf("channels/subs=%d", subs), func(b *testing.B) {
 			chans := make([]chan eventbus.Event[tick], subs)
-			counts := make([]paddedInt, subs)
+			counts := make([]padded[int64], subs)
 			var wg sync.WaitGroup
 			for i := range chans {
 				chans[i] = make(chan eventbus.Event[tick], eventbus.DefaultQueueSize)
