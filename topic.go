@@ -392,7 +392,11 @@ func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], anyEv *Event[any], 
 					subs.ledger.inflight++
 				}
 			}
+			r := t.ring
 			t.mu.Unlock()
+			if r != nil {
+				r.WakeParked() // after the unlock's barrier: see putShared
+			}
 			return subs, all, n, nil
 		}
 		t.mu.Unlock()
@@ -470,7 +474,7 @@ func (t *Topic[T]) offer(subs *subList[T], all *subList[any], ev *Event[T], anyE
 	// them all. Subscriptions in subs are open: Unsubscribe leaves the list,
 	// under the lock held here, before it closes the gate.
 	if len(al) == 0 && w == nil && subs.allShared && t.ring != nil && t.ring.Room() {
-		put(t.ring, ev, nil)
+		putShared(t.ring, ev, nil)
 		return nil, nil, nil
 	}
 	for _, s := range al {
@@ -506,7 +510,7 @@ func (t *Topic[T]) offerLocked(tl []*subscriber[T], al []*subscriber[any], ev *E
 	}
 	// One write to the topic's ring serves all its shared lanes.
 	if t.ring != nil && sharesRing(tl, vs[:n]) {
-		put(t.ring, ev, w)
+		putShared(t.ring, ev, w)
 	}
 	write(tl, vs[:n], ev, w)
 	write(al, vs[n:], anyEv, w)
@@ -594,6 +598,15 @@ func put[T any](r *ring.Ring[item[T]], ev *Event[T], w *waiter) {
 	it := r.Claim()
 	it.ev, it.w = *ev, w
 	r.Commit()
+}
+
+// putShared is put for the topic's shared ring r, without waking its
+// readers: accept calls r.WakeParked once it has unlocked the topic (see
+// ring.CommitQuiet).
+func putShared[T any](r *ring.Ring[item[T]], ev *Event[T], w *waiter) {
+	it := r.Claim()
+	it.ev, it.w = *ev, w
+	r.CommitQuiet()
 }
 
 func dropError[T any](s *Subscription, ev *Event[T]) error {

@@ -3,8 +3,8 @@
 // each through its own cursor, in the manner of the LMAX Disruptor.
 //
 // One producer at a time: the caller serialises the producer-side methods
-// (Room, Group.Room, Put, Group.Evict, Group.Discard, Add, Remove, Close)
-// with its own lock. Readers need no lock. A group is one subscription
+// (Room, Group.Room, Put, Claim, Commit, CommitQuiet, Group.Evict,
+// Group.Discard, Add, Remove, Close) with its own lock. Readers need no lock. A group is one subscription
 // lane: it reads every event put after it joined, at most Cap of them
 // waiting, and its workers share it, each event going to one of them.
 //
@@ -21,7 +21,11 @@
 // advances the cursor, copies and then clears its copying mark; the producer
 // loads the cursor, then the announcements, and only then writes a slot
 // again. Every pair is a sync/atomic store and load, which the race detector
-// understands.
+// understands, except that CommitQuiet stores the sequence numbers with
+// plain stores on amd64 (in builds without the race detector): there every
+// store is a release, and an atomic store's barrier costs a put as much
+// as the rest of it. A parked worker is woken only after a barrier, which
+// the caller of CommitQuiet provides (WakeParked after its unlock).
 //
 // Cache lines: the producer keeps its own lower bound of how far each group
 // has read and loads the group's shared state only when that bound says the
@@ -58,6 +62,9 @@ type Ring[E any] struct {
 	slots  []slot[E]
 	mask   uint64      // len(slots) - 1: the size is a power of two
 	groups []*Group[E] // producer-owned; readers use only their own group
+	// workers is the workers of every group, for waking them from any
+	// goroutine (see WakeParked).
+	workers atomic.Pointer[[]*Worker[E]]
 	// roomUntil is producer-owned: every group has room for the events
 	// below this sequence (see Room); 0 when a group joined. (One that
 	// leaves only makes room.)
@@ -153,6 +160,7 @@ func (r *Ring[E]) Add(cap, workers, batch int) *Group[E] {
 	}
 	r.groups = append(append([]*Group[E](nil), r.groups...), g)
 	r.roomUntil = 0
+	r.listWorkers()
 	return g
 }
 
@@ -178,10 +186,20 @@ func (r *Ring[E]) Remove(g *Group[E]) {
 		}
 	}
 	r.groups = groups
+	r.listWorkers()
 	for _, w := range g.works {
 		w.wakeUp()
 	}
 	r.wakeProducer()
+}
+
+// listWorkers lists the workers of r.groups for wakeReaders.
+func (r *Ring[E]) listWorkers() {
+	var ws []*Worker[E]
+	for _, g := range r.groups {
+		ws = append(ws, g.works...)
+	}
+	r.workers.Store(&ws)
 }
 
 // Workers returns the group's worker handles, one per reading goroutine.
@@ -291,6 +309,27 @@ func (r *Ring[E]) Commit() {
 	t := r.tail.Load()
 	r.slots[t&r.mask].seq.Store(t + 1)
 	r.tail.Store(t + 1)
+	if r.parked.Load() != 0 {
+		r.wakeReaders()
+	}
+}
+
+// CommitQuiet is Commit without waking parked workers, which saves the
+// two full barriers of atomic stores: on amd64 it publishes the slot with
+// plain stores. The caller must then call WakeParked after a full barrier,
+// an atomic read-modify-write such as unlocking its producer lock: a worker
+// that parks after looking at the slot before it was published is woken
+// only then.
+func (r *Ring[E]) CommitQuiet() {
+	t := r.tail.Load()
+	storeRelease(&r.slots[t&r.mask].seq, t+1)
+	storeRelease(&r.tail, t+1)
+}
+
+// WakeParked wakes the workers if any is parked. Unlike the producer-side
+// methods it may be called from any goroutine, without the producer's
+// lock (see CommitQuiet).
+func (r *Ring[E]) WakeParked() {
 	if r.parked.Load() != 0 {
 		r.wakeReaders()
 	}
@@ -411,8 +450,8 @@ func (r *Ring[E]) wakeProducer() {
 }
 
 func (r *Ring[E]) wakeReaders() {
-	for _, g := range r.groups {
-		for _, w := range g.works {
+	if ws := r.workers.Load(); ws != nil {
+		for _, w := range *ws {
 			w.wakeUp()
 		}
 	}

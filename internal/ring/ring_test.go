@@ -388,3 +388,53 @@ func TestAWorkerLingersOnlyWhereARunCanBuildUp(t *testing.T) {
 	w = take(r, g, 3)
 	assert.Zero(t, w.lingers, "a producer waiting for room")
 }
+
+// TestCommitQuietThenWakeParkedLosesNoWakeUp puts events one at a time with
+// CommitQuiet, unlocks and calls WakeParked, as the bus does. Every other
+// event goes to a worker known to be parked; the rest race with a worker on
+// its way to park, the case a plain store could lose. Each event must reach
+// the worker without another put after it.
+func TestCommitQuietThenWakeParkedLosesNoWakeUp(t *testing.T) {
+	const n = 20_000
+	r := New[int](64)
+	var mu sync.Mutex
+	mu.Lock()
+	w := r.Add(64, 1, 1).Workers()[0]
+	mu.Unlock()
+	got := make(chan int)
+	go func() {
+		for {
+			v, st := w.Next()
+			if st == Done {
+				close(got)
+				return
+			}
+			got <- *v
+		}
+	}()
+	deadline := time.NewTimer(time.Hour)
+	for i := range n {
+		if i%2 == 0 {
+			for !w.Asleep() {
+				runtime.Gosched()
+			}
+		}
+		mu.Lock()
+		*r.Claim() = i
+		r.CommitQuiet()
+		mu.Unlock()
+		r.WakeParked()
+		deadline.Reset(10 * time.Second)
+		select {
+		case v := <-got:
+			require.Equal(t, i, v)
+		case <-deadline.C:
+			t.Fatalf("event %d was put and its worker never woke (parked: %v)", i, w.Asleep())
+		}
+	}
+	mu.Lock()
+	r.Close()
+	mu.Unlock()
+	_, open := <-got
+	assert.False(t, open)
+}
