@@ -21,7 +21,8 @@ type floorEvent struct {
 }
 
 // BenchmarkFloor is the floor of the bus's asynchronous delivery: one
-// producer stamps an event with the bus's clock and puts it, under a lock,
+// producer stamps an event with the bus's clock and puts it, under a lock
+// and as a publish does (CommitQuiet, then WakeParked after the unlock),
 // for readers that only add it up: one ring with a group per reader (ring),
 // against a buffered channel per reader doing the same (channel), for 1 and
 // 4 readers. Everything else a publish does, the ID, the latest event,
@@ -68,8 +69,9 @@ func floorRing(b *testing.B, readers int) {
 			}
 		}
 		*r.Claim() = floorEvent{topic: "ticks", time: clock.Now(), payload: [4]uint64{1, 2, 3, 1}}
-		r.Commit()
+		r.CommitQuiet()
 		mu.Unlock()
+		r.WakeParked()
 	}
 	mu.Lock()
 	r.Close()
