@@ -4,9 +4,10 @@
 //
 // One producer at a time: the caller serialises the producer-side methods
 // (Room, Group.Room, Put, Claim, Commit, CommitQuiet, Group.Evict,
-// Group.Discard, Add, Remove, Close) with its own lock. Readers need no lock. A group is one subscription
-// lane: it reads every event put after it joined, at most Cap of them
-// waiting, and its workers share it, each event going to one of them.
+// Group.Discard, Add, Remove, Close) with its own lock. Readers need no
+// lock. A group is one subscription lane: it reads every event put after it
+// joined, at most Cap of them waiting, and its workers share it, each event
+// going to one of them.
 //
 // A worker takes a run of up to Batch events at once: it announces the run
 // (start and end), claims it by advancing the group's cursor with a
@@ -21,20 +22,20 @@
 // advances the cursor, copies and then clears its copying mark; the producer
 // loads the cursor, then the announcements, and only then writes a slot
 // again. Every pair is a sync/atomic store and load, which the race detector
-// understands, except that CommitQuiet stores the sequence numbers with
-// plain stores on amd64 (in builds without the race detector): there every
+// understands, except that CommitQuiet stores the slot's sequence number
+// and the tail with plain stores on amd64 (in builds without the race detector): there every
 // store is a release, and an atomic store's barrier costs a put as much
 // as the rest of it. A parked worker is woken only after a barrier, which
 // the caller of CommitQuiet provides (WakeParked after its unlock).
 //
 // Cache lines: the producer keeps its own lower bound of how far each group
 // has read and loads the group's shared state only when that bound says the
-// group might be full, so a put normally touches no line a worker writes. Workers load the shared
-// tail once per run, not once per event. The lines a put writes were last
-// read by the workers' cores; Claim fetches them for writing a few slots
-// ahead (PREFETCHW on amd64), so that the transfer does not hold up the put.
-// With the two cores on different caches that cut the time of an
-// asynchronous publish by a third (one reader) to a half (four).
+// group might be full, so a put normally touches no line a worker writes.
+// Workers load the shared tail once per run, not once per event. The lines
+// a put writes were last read by the workers' cores; Claim fetches them for
+// writing a few slots ahead (PREFETCHW on amd64), so that the transfer does
+// not hold up the put. With the two cores on different caches that cut the
+// time of an asynchronous publish by a third (one reader) to a half (four).
 package ring
 
 import (
