@@ -2,11 +2,16 @@ package ring
 
 import "unsafe"
 
+// havePrefetchw says the processor has PREFETCHW (CPUID's PRFCHW bit). Some
+// early amd64 processors fault on its opcode; Intel's report it from
+// Broadwell on, AMD's from the first.
+var havePrefetchw = cpuidPrefetchw()
+
 // prefetchw asks the processor to fetch the cache lines of the n bytes at p
 // for writing, and returns without waiting for them (PREFETCHW). The
-// lines' contents do not change. Its opcode, 0F 0D /1, is PREFETCHW on every
-// amd64 processor that has the instruction and a no-op on the Intel ones
-// before Broadwell that do not.
+// lines' contents do not change. Call it only if havePrefetchw.
 //
 //go:noescape
 func prefetchw(p unsafe.Pointer, n uintptr)
+
+func cpuidPrefetchw() bool

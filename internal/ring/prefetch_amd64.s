@@ -13,3 +13,20 @@ loop:
 	JLS	loop
 	BYTE	$0x0F; BYTE $0x0D; BYTE $0x09 // PREFETCHW (CX): the last line, if the loop stepped over it
 	RET
+
+// func cpuidPrefetchw() bool: CPUID.80000001H:ECX.PRFCHW[bit 8]
+TEXT ·cpuidPrefetchw(SB),NOSPLIT,$0-1
+	MOVL	$0x80000000, AX
+	CPUID
+	CMPL	AX, $0x80000001
+	JB	no
+	MOVL	$0x80000001, AX
+	XORL	CX, CX
+	CPUID
+	SHRL	$8, CX
+	ANDL	$1, CX
+	MOVB	CX, ret+0(FP)
+	RET
+no:
+	MOVB	$0, ret+0(FP)
+	RET

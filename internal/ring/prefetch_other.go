@@ -4,5 +4,7 @@ package ring
 
 import "unsafe"
 
-// prefetchw does nothing here: see prefetch_amd64.go.
+// havePrefetchw is false here: see prefetch_amd64.go.
+const havePrefetchw = false
+
 func prefetchw(unsafe.Pointer, uintptr) {}

@@ -298,7 +298,9 @@ func (r *Ring[E]) Claim() *E {
 	// for writing a few puts ahead lets that transfer overlap the puts in
 	// between; otherwise the put's stores wait for it, at the latest in
 	// the next atomic store or the caller's unlock.
-	prefetchw(unsafe.Pointer(&r.slots[(t+ahead)&r.mask]), unsafe.Sizeof(r.slots[0]))
+	if havePrefetchw {
+		prefetchw(unsafe.Pointer(&r.slots[(t+ahead)&r.mask]), unsafe.Sizeof(r.slots[0]))
+	}
 	return &r.slots[t&r.mask].val
 }
 
