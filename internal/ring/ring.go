@@ -57,7 +57,7 @@ type Ring[E any] struct {
 	_      pad
 	tail   atomic.Uint64 // the next sequence to write; workers rarely look
 	_      pad
-	parked atomic.Int32 // workers asleep or about to be; Put wakes them
+	parked atomic.Int32 // workers asleep or about to be; Put, Commit and WakeParked wake them
 	closed atomic.Bool
 	_      pad
 	slots  []slot[E]
@@ -462,8 +462,8 @@ func (r *Ring[E]) wakeReaders() {
 
 func (w *Worker[E]) wakeUp() {
 	// Load first: a CAS takes the worker's line away from it even when the
-	// worker is awake, and Put wakes every worker of the ring when any
-	// one of them is parked.
+	// worker is awake, and Put, Commit and WakeParked wake every worker of
+	// the ring when any one of them is parked.
 	if w.asleep.Load() && w.asleep.CompareAndSwap(true, false) {
 		w.g.ring.parked.Add(-1)
 		select {
@@ -606,12 +606,19 @@ func (w *Worker[E]) claim(n, k uint64) bool {
 	return true
 }
 
-// park sleeps until Put, Close or Remove wakes the worker, unless an event
-// came in while it was getting ready.
+// park sleeps until Put, Commit, WakeParked, Close or Remove wakes the
+// worker, unless an event came in while it was getting ready.
 func (w *Worker[E]) park(n uint64) {
 	r := w.g.ring
-	w.asleep.Store(true)
+	// Count the worker among the parked before it can be woken: a wakeUp
+	// between the two steps in the other order would take it off the count
+	// before it was on it, and leave the count one short of the sleepers,
+	// so that a put could find it 0 and leave another worker asleep.
 	r.parked.Add(1)
+	if parkHook != nil {
+		parkHook(w)
+	}
+	w.asleep.Store(true)
 	// Check again after announcing the sleep: a Put that stored its slot
 	// before it saw parked != 0 is caught here.
 	if r.ready(n) || r.closed.Load() || w.g.gone.Load() {
@@ -625,6 +632,10 @@ func (w *Worker[E]) park(n uint64) {
 	<-w.wake
 	w.woken = true
 }
+
+// parkHook, if set, is called by park between its two steps: tests use it
+// to wake a worker there.
+var parkHook func(w any)
 
 // Asleep reports whether the worker is parked waiting for events.
 func (w *Worker[E]) Asleep() bool { return w.asleep.Load() }

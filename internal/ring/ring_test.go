@@ -438,3 +438,62 @@ func TestCommitQuietThenWakeParkedLosesNoWakeUp(t *testing.T) {
 	_, open := <-got
 	assert.False(t, open)
 }
+
+// TestAWakeUpWhileAWorkerParksLeavesTheOthersCounted wakes worker B in the
+// middle of parking, as a waker that saw B asleep but not A could, and then
+// puts an event while A sleeps: A must be woken for it. Were B counted
+// among the parked only after it could be woken, the wake-up would take
+// A's count, and the put would find none parked and leave A asleep.
+func TestAWakeUpWhileAWorkerParksLeavesTheOthersCounted(t *testing.T) {
+	r := New[int](64)
+	var mu sync.Mutex
+	mu.Lock()
+	a, b := r.Add(64, 1, 1).Workers()[0], r.Add(64, 1, 1).Workers()[0]
+	mu.Unlock()
+	var once sync.Once
+	parkHook = func(w any) {
+		if w != any(b) {
+			return
+		}
+		once.Do(func() {
+			for !a.Asleep() {
+				runtime.Gosched()
+			}
+			b.wakeUp()
+			mu.Lock()
+			*r.Claim() = 7
+			r.CommitQuiet()
+			mu.Unlock()
+			r.WakeParked()
+		})
+	}
+	defer func() { parkHook = nil }()
+	gotA, gotB := make(chan int, 1), make(chan int, 1)
+	var wg sync.WaitGroup
+	for _, c := range []struct {
+		w   *Worker[int]
+		got chan int
+	}{{a, gotA}, {b, gotB}} {
+		wg.Go(func() {
+			for {
+				v, st := c.w.Next()
+				if st == Done {
+					return
+				}
+				c.got <- *v
+			}
+		})
+	}
+	for name, got := range map[string]chan int{"A": gotA, "B": gotB} {
+		select {
+		case v := <-got:
+			assert.Equal(t, 7, v, name)
+		case <-time.After(5 * time.Second):
+			t.Errorf("worker %s never got the event (asleep: A %v, B %v; parked %d)", name, a.Asleep(), b.Asleep(), r.parked.Load())
+		}
+	}
+	mu.Lock()
+	r.Close()
+	mu.Unlock()
+	wg.Wait()
+}
