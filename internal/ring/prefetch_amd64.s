@@ -14,19 +14,13 @@ loop:
 	BYTE	$0x0F; BYTE $0x0D; BYTE $0x09 // PREFETCHW (CX): the last line, if the loop stepped over it
 	RET
 
-// func cpuidPrefetchw() bool: CPUID.80000001H:ECX.PRFCHW[bit 8]
-TEXT ·cpuidPrefetchw(SB),NOSPLIT,$0-1
-	MOVL	$0x80000000, AX
+// func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
+TEXT ·cpuid(SB),NOSPLIT,$0-24
+	MOVL	eaxArg+0(FP), AX
+	MOVL	ecxArg+4(FP), CX
 	CPUID
-	CMPL	AX, $0x80000001
-	JB	no
-	MOVL	$0x80000001, AX
-	XORL	CX, CX
-	CPUID
-	SHRL	$8, CX
-	ANDL	$1, CX
-	MOVB	CX, ret+0(FP)
-	RET
-no:
-	MOVB	$0, ret+0(FP)
+	MOVL	AX, eax+8(FP)
+	MOVL	BX, ebx+12(FP)
+	MOVL	CX, ecx+16(FP)
+	MOVL	DX, edx+20(FP)
 	RET
