@@ -392,7 +392,10 @@ func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], anyEv *Event[any], 
 					subs.ledger.inflight++
 				}
 			}
-			r := t.ring
+			var r *ring.Ring[item[T]] // written by putShared, if it has async subscriptions
+			if subs != nil && len(subs.async) > 0 {
+				r = t.ring
+			}
 			t.mu.Unlock()
 			if r != nil {
 				r.WakeParked() // after the unlock's barrier: see putShared
