@@ -71,15 +71,19 @@ start=$SECONDS
 
 go run ./cmd/report -table "$out/table.md" -chart "$out/chart.svg" "$out/raw.txt"
 
-# README.md shows table.md between two markers: keep it in step with the
-# results it describes.
-if [[ $out == results ]]; then
-	awk -v table="$out/table.md" '
-		/^<!-- begin results\/table.md/ { print; while ((getline line < table) > 0) print line; skip = 1; next }
-		/^<!-- end results\/table.md/ { skip = 0 }
+# README.md here and the repository's README.md show table.md between two
+# markers: keep them in step with the results they describe.
+inject() { # inject FILE MARKER
+	awk -v table="$out/table.md" -v m="$2" '
+		index($0, "<!-- begin " m) == 1 { print; while ((getline line < table) > 0) print line; close(table); skip = 1; next }
+		index($0, "<!-- end " m) == 1 { skip = 0 }
 		!skip
-	' README.md >README.md.new
-	mv README.md.new README.md
+	' "$1" >"$1.new"
+	mv "$1.new" "$1"
+}
+if [[ $out == results ]]; then
+	inject README.md results/table.md
+	inject ../README.md benchmarks/results/table.md
 fi
 
 elapsed=$((SECONDS - start))
