@@ -4,7 +4,7 @@
 #   benchstat.txt  benchstat's view: every benchmark, then each library against plain Go
 #   table.md       the medians, as README.md shows them
 #   chart.svg      events/s per library and scenario, as README.md shows it
-# and copies table.md into README.md.
+# and copies table.md into README.md and the repository's README.md.
 #
 # Environment (all optional):
 #   COUNT      runs of each benchmark (default 6, what benchstat needs for a confidence interval)
