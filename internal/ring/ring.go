@@ -23,9 +23,9 @@
 // loads the cursor, then the announcements, and only then writes a slot
 // again. Every pair is a sync/atomic store and load, which the race detector
 // understands, except that CommitQuiet stores the slot's sequence number
-// and the tail with plain stores on amd64 (in builds without the race detector): there every
-// store is a release, and an atomic store's barrier costs a put as much
-// as the rest of it. A parked worker is woken only after a barrier, which
+// and the tail with plain stores on amd64 (in builds without the race
+// detector): there every store is a release, and an atomic store's barrier
+// costs a put as much as the rest of it. A parked worker is woken only after a barrier, which
 // the caller of CommitQuiet provides (WakeParked after its unlock).
 //
 // Cache lines: the producer keeps its own lower bound of how far each group
@@ -312,9 +312,7 @@ func (r *Ring[E]) Commit() {
 	t := r.tail.Load()
 	r.slots[t&r.mask].seq.Store(t + 1)
 	r.tail.Store(t + 1)
-	if r.parked.Load() != 0 {
-		r.wakeReaders()
-	}
+	r.WakeParked() // the atomic stores are the barrier CommitQuiet leaves to its caller
 }
 
 // CommitQuiet is Commit without waking parked workers, which saves the
