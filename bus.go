@@ -125,8 +125,8 @@ func attach[T any](b *Bus, s *subscriber[T], join func() []Event[T]) error {
 		})
 	}
 	b.mu.Unlock()
-	for i := range replay {
-		_ = s.deliverSync(context.Background(), &replay[i]) // failures are reported by deliver
+	if len(replay) > 0 {
+		s.replaySync(replay)
 	}
 	return nil
 }

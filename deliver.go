@@ -408,9 +408,14 @@ func callSync[T any](ctx context.Context, subs []*subscriber[T], i int, ev *Even
 			reporting = false
 			continue
 		}
-		if s.gate.Load()&gateClosed != 0 {
-			out[at] = skipped
-			continue
+		if g := s.gate.Load(); g != 0 {
+			if g&gateReplaying != 0 {
+				s.awaitReplay(ctx)
+			}
+			if s.gate.Load()&gateClosed != 0 {
+				out[at] = skipped
+				continue
+			}
 		}
 		if err := s.handler(ctx, e); err != nil {
 			reporting = true
@@ -449,6 +454,9 @@ func (s *subscriber[T]) syncFailed(ctx context.Context, ev *Event[T], stack []by
 // PublishWait, Replay and the timed publishes of publishSync; the caller
 // counts the call.
 func (s *subscriber[T]) callTimed(ctx context.Context, ev *Event[T]) (outcome, error) {
+	if s.gate.Load()&gateReplaying != 0 {
+		s.awaitReplay(ctx)
+	}
 	if s.gate.Load()&gateClosed != 0 {
 		return skipped, nil
 	}
@@ -466,6 +474,43 @@ func countSync[T any](subs []*subscriber[T], out []outcome) {
 			s.countCall(out[i] == failed)
 		}
 	}
+}
+
+// replaySync hands a new Sync subscription the latest events of its
+// topics, then lets the publishers that reached it meanwhile go on (they
+// wait in awaitReplay). The handler gets a ctx that marks the replay, so
+// that a publish it makes with that ctx to its own topic reaches it at
+// once instead of waiting for the replay to end.
+func (s *subscriber[T]) replaySync(evs []Event[T]) {
+	defer func() {
+		s.gate.And(^int64(gateReplaying))
+		close(s.replayed)
+	}()
+	if testHookReplay != nil {
+		testHookReplay()
+	}
+	ctx := context.WithValue(context.Background(), replayKey{}, s.Subscription)
+	for i := range evs {
+		_ = s.deliverSync(ctx, &evs[i]) // failures are reported by deliver
+	}
+}
+
+// testHookReplay, when set by a test, runs before a Sync Replay is
+// delivered: where a publish could overtake it.
+var testHookReplay func()
+
+// replayKey marks the ctx of a Sync Replay's handler calls with the
+// subscription being replayed to.
+type replayKey struct{}
+
+// awaitReplay waits, in a publisher about to call a Sync handler whose
+// gate has gateReplaying set, until the subscription's replay has been
+// delivered; a publish from within that replay does not wait for itself.
+func (s *subscriber[T]) awaitReplay(ctx context.Context) {
+	if ctx.Value(replayKey{}) == s.Subscription {
+		return
+	}
+	<-s.replayed
 }
 
 // deliverSync delivers ev to a Sync handler outside any publish (Replay),

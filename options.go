@@ -364,7 +364,12 @@ func ExponentialBackoff(base, capped time.Duration) func(attempt int) time.Durat
 // (see Topic.Latest), taken atomically with the subscription: no event
 // published in between is missed or received twice. For SubscribeAll it
 // replays the latest event of every existing topic. A Sync subscription
-// receives the replayed event inside Subscribe, with a background ctx.
+// receives the replayed event inside Subscribe, with a ctx that carries no
+// deadline; a publisher that reaches the new subscription meanwhile waits
+// until the replayed event has been handled, so it still comes first. A
+// Sync Replay handler that publishes to its own topic must pass the ctx
+// it was given, which lets that publish through instead of waiting for
+// the replay that makes it.
 func Replay() SubOption {
 	return func(c *subConfig) error {
 		c.replay = true

@@ -42,8 +42,12 @@ type Subscription struct {
 	// so a handler may unsubscribe itself. retire sets gateFolded, once,
 	// when it moves the counts into the topic's (for a Sync subscription
 	// under callsMu), and a Sync call counted later sees the bit and moves
-	// its own.
-	gate atomic.Int64
+	// its own. gateReplaying is set while a new Sync subscription with
+	// Replay is handed the latest event: a publisher that reaches it
+	// meanwhile waits for replayed (see awaitReplay), so the replayed event
+	// comes first.
+	gate     atomic.Int64
+	replayed chan struct{} // closed when a Sync Replay has been delivered
 	// retiring is set by Unsubscribe under the retiredStats' lock: from
 	// then on Stats counts the subscription among the retiring, not the live.
 	retiring bool
@@ -66,8 +70,9 @@ type Subscription struct {
 }
 
 const (
-	gateClosed = 1
-	gateFolded = 1 << 1
+	gateClosed    = 1
+	gateFolded    = 1 << 1
+	gateReplaying = 1 << 2
 )
 
 // typedSub is what a Subscription needs from its generic subscriber[T].
@@ -360,6 +365,10 @@ func SubscribeAll(b *Bus, h Handler[any], opts ...SubOption) (*Subscription, err
 // the locks are released.
 func (s *subscriber[T]) replayLocked(evs []Event[T]) []Event[T] {
 	if s.sync {
+		if len(evs) > 0 {
+			s.replayed = make(chan struct{})
+			s.gate.Or(gateReplaying) // before the subscription is in its list
+		}
 		return evs
 	}
 	for i := range evs {
