@@ -8,12 +8,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/quantumtrader/eventbus"
 	"github.com/quantumtrader/eventbus/eventbusotel"
@@ -362,4 +364,73 @@ func TestWithNewTrace(t *testing.T) {
 	require.Len(t, proc.Links(), 1)
 	assert.Equal(t, pub.SpanContext().TraceID(), proc.Links()[0].SpanContext.TraceID())
 	assert.Equal(t, pub.SpanContext().SpanID(), proc.Links()[0].SpanContext.SpanID())
+}
+
+// TestRetriedHandler checks that every call of a retried handler gets a
+// consumer span of its own, each the child of the producer span.
+func TestRetriedHandler(t *testing.T) {
+	t.Parallel()
+	tp := newTestTracing(t)
+	bus := newBus(t)
+	orders := eventbus.MustTopic[order](bus, topicName)
+	errFirst := errors.New("first attempt fails")
+	calls := 0
+	_, err := orders.Subscribe(eventbusotel.Handler(func(context.Context, eventbus.Event[order]) error {
+		calls++ // one worker: no race
+		if calls == 1 {
+			return errFirst
+		}
+		return nil
+	}, eventbusotel.WithTracerProvider(tp)), eventbus.Name("audit"), eventbus.Retry(2, nil))
+	require.NoError(t, err)
+
+	require.NoError(t, eventbusotel.Publish(context.Background(), orders, order{N: 1}, eventbusotel.WithTracerProvider(tp)))
+	closeBus(t, bus)
+
+	spans := tp.waitEnded(t, 3)
+	pub := named(t, spans, "publish orders")
+	var statuses []codes.Code
+	for _, s := range spans {
+		if s.Name() == "process orders" {
+			assert.Equal(t, pub.SpanContext().SpanID(), s.Parent().SpanID())
+			statuses = append(statuses, s.Status().Code)
+		}
+	}
+	assert.Equal(t, []codes.Code{codes.Error, codes.Unset}, statuses, "the failed call, then the retry")
+}
+
+// TestGlobalDefaults checks that without options the spans go to the
+// global TracerProvider and the context travels through the global
+// propagator, both as they are when the event is published and handled,
+// not when the handler was wrapped. It changes globals, so it does not
+// run in parallel: the parallel tests wait until it is done.
+func TestGlobalDefaults(t *testing.T) {
+	tp := newTestTracing(t)
+	bus := newBus(t)
+	orders := eventbus.MustTopic[order](bus, topicName)
+	calls := make(chan seen, 1)
+	_, err := orders.Subscribe(eventbusotel.Handler(func(ctx context.Context, ev eventbus.Event[order]) error {
+		calls <- seen{ev: ev, ctx: ctx}
+		return nil
+	}), eventbus.Name("audit"))
+	require.NoError(t, err)
+
+	otel.SetTracerProvider(tp)
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	t.Cleanup(func() {
+		// Back to providers that record and carry nothing, as if unset.
+		otel.SetTracerProvider(noop.NewTracerProvider())
+		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator())
+	})
+	member, err := baggage.NewMember("tenant", "acme")
+	require.NoError(t, err)
+	bag, err := baggage.New(member)
+	require.NoError(t, err)
+	require.NoError(t, eventbusotel.Publish(baggage.ContextWithBaggage(context.Background(), bag), orders, order{N: 1}))
+	closeBus(t, bus)
+
+	got := <-calls
+	assert.Equal(t, "acme", baggage.FromContext(got.ctx).Member("tenant").Value(), "baggage went through the global propagator")
+	spans := tp.waitEnded(t, 2)
+	assert.Equal(t, named(t, spans, "publish orders").SpanContext().SpanID(), named(t, spans, "process orders").Parent().SpanID())
 }
