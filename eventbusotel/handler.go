@@ -37,10 +37,9 @@ func Handler[T any](h eventbus.Handler[T], opts ...Option) eventbus.Handler[T] {
 	tracer := cfg.tracer()
 	return func(ctx context.Context, ev eventbus.Event[T]) (err error) {
 		ctx = cfg.propagatorOf().Extract(ctx, propagation.MapCarrier(ev.Metadata))
-		start := []trace.SpanStartOption{
-			trace.WithSpanKind(trace.SpanKindConsumer),
-			trace.WithAttributes(spanAttributes(ev.Topic, ev.ID, "process", semconv.MessagingOperationTypeProcess)...),
-		}
+		start := make([]trace.SpanStartOption, 2, 4)
+		start[0] = consumerKind
+		start[1] = trace.WithAttributes(spanAttributes(ev.Topic, ev.ID, "process", semconv.MessagingOperationTypeProcess)...)
 		if cfg.newTrace {
 			start = append(start, trace.WithNewRoot())
 			if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {

@@ -64,8 +64,15 @@ func (c *config) tracer() trace.Tracer {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
-	return tp.Tracer(ScopeName, trace.WithSchemaURL(semconv.SchemaURL))
+	return tp.Tracer(ScopeName, schemaURL)
 }
+
+// The options that are the same for every span, made once.
+var (
+	schemaURL    = trace.WithSchemaURL(semconv.SchemaURL)
+	producerKind = trace.WithSpanKind(trace.SpanKindProducer)
+	consumerKind = trace.WithSpanKind(trace.SpanKindConsumer)
+)
 
 // propagatorOf returns the configured propagator. The global default is
 // resolved on each call, so that a program may set it after wrapping its

@@ -59,8 +59,7 @@ func publish[T any](ctx context.Context, t *eventbus.Topic[T], ev *eventbus.Even
 	}
 	topic := t.Name()
 	ctx, span := cfg.tracer().Start(ctx, "publish "+topic,
-		trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(spanAttributes(topic, ev.ID, "publish", semconv.MessagingOperationTypeSend)...))
+		producerKind, trace.WithAttributes(spanAttributes(topic, ev.ID, "publish", semconv.MessagingOperationTypeSend)...))
 	defer span.End()
 
 	md := make(map[string]string, len(ev.Metadata)+2) // traceparent, tracestate
