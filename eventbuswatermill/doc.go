@@ -58,7 +58,12 @@
 //
 // A received message's Context derives from the ctx given to Subscribe and
 // is cancelled once the message is settled (acked, nacked, or abandoned by
-// Close). Cancelling Subscribe's ctx closes that channel: a message not
+// Close). Behind Subscribe's values it has those of the ctx the bus gave
+// the handler, which mark the delivery: a consumer that publishes with it
+// (message.NewMessageWithContext(msg.Context(), ...)) is known to the bus
+// as that delivery, so a publish into a full buffer only the delivery
+// itself could drain fails with eventbus.ErrQueueFull rather than waiting
+// for ever. Cancelling Subscribe's ctx closes that channel: a message not
 // yet handed out goes to another channel or waits for the next Subscribe;
 // one already handed out can still be acked or nacked until the Subscriber
 // closes (with a ConsumerGroup, until the channel closes, after which the

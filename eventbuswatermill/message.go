@@ -45,12 +45,31 @@ func toEvent(msg *message.Message) eventbus.Event[Message] {
 }
 
 // toMessage maps an event to a new Watermill message whose context derives
-// from parent; cancel ends that context. The payload is copied, so that a
-// consumer that changes it harms no other subscriber of the event.
-func toMessage(parent context.Context, ev *eventbus.Event[Message]) (msg *message.Message, cancel context.CancelFunc) {
+// from sub, Subscribe's ctx, and also has the values of handler, the ctx
+// the bus gave the handler; cancel ends that context. The payload is
+// copied, so that a consumer that changes it harms no other subscriber of
+// the event.
+func toMessage(sub, handler context.Context, ev *eventbus.Event[Message]) (msg *message.Message, cancel context.CancelFunc) {
 	msg = message.NewMessage(ev.Payload.UUID, bytes.Clone(ev.Payload.Payload))
 	maps.Copy(msg.Metadata, ev.Metadata)
-	ctx, cancel := context.WithCancel(parent)
+	ctx, cancel := context.WithCancel(handlerValues{Context: sub, handler: handler})
 	msg.SetContext(ctx)
 	return msg, cancel
+}
+
+// handlerValues is Subscribe's ctx with, behind its own values, those of
+// the bus's handler ctx. The bus marks that ctx with the delivery under
+// way, so a publish made with the message's Context from the consumer of
+// a full subscription that only this delivery could drain fails with
+// eventbus.ErrQueueFull rather than waiting for ever.
+type handlerValues struct {
+	context.Context
+	handler context.Context
+}
+
+func (c handlerValues) Value(key any) any {
+	if v := c.Context.Value(key); v != nil {
+		return v
+	}
+	return c.handler.Value(key)
 }

@@ -350,7 +350,7 @@ func (c *consumer) offer(ctx context.Context, ev *eventbus.Event[Message], outs 
 	}()
 	if len(live) == 1 { // the usual case, without reflection
 		o := live[0]
-		msg, cancel := toMessage(o.ctx, ev)
+		msg, cancel := toMessage(o.ctx, ctx, ev)
 		select {
 		case o.ch <- msg:
 			return msg, cancel, nil
@@ -371,7 +371,7 @@ func (c *consumer) offer(ctx context.Context, ev *eventbus.Event[Message], outs 
 	msgs := make([]*message.Message, len(live))
 	cancels := make([]context.CancelFunc, len(live))
 	for i, o := range live {
-		msgs[i], cancels[i] = toMessage(o.ctx, ev)
+		msgs[i], cancels[i] = toMessage(o.ctx, ctx, ev)
 		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectSend, Chan: reflect.ValueOf(o.ch), Send: reflect.ValueOf(msgs[i])})
 	}
 	cases = append(cases,

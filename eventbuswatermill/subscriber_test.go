@@ -176,6 +176,22 @@ func TestSubscribeCalls(t *testing.T) {
 		<-msg.Context().Done()
 	})
 
+	t.Run("publishing with a message's Context into a full buffer only its own delivery could drain fails, not waits for ever", func(t *testing.T) {
+		bus := newBus(t, eventbus.WithQueueSize(2))
+		pub, sub := newPubSub(t, bus, eventbuswatermill.SubscriberConfig{})
+		msgs, err := sub.Subscribe(context.Background(), "orders.created")
+		require.NoError(t, err)
+		for _, id := range []string{"a", "b", "c"} { // one handed out, two fill the buffer
+			require.NoError(t, pub.Publish("orders.created", message.NewMessage(id, nil)))
+		}
+		msg := receive(t, msgs)
+
+		err = pub.Publish("orders.created", message.NewMessageWithContext(msg.Context(), "loop", nil))
+		assert.ErrorIs(t, err, eventbus.ErrQueueFull)
+		assert.ErrorIs(t, err, eventbus.ErrDeadlock)
+		msg.Ack()
+	})
+
 	t.Run("a message published while no channel is open waits for the next Subscribe", func(t *testing.T) {
 		bus := newBus(t)
 		pub, sub := newPubSub(t, bus, eventbuswatermill.SubscriberConfig{})
