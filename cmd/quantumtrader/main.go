@@ -88,7 +88,8 @@ func main() {
 }
 
 // errUsage marks a bad command line; the flag package or parseFlags has
-// already printed the problem and the usage (listenMetrics, the problem).
+// already printed the problem and the usage (listenMetrics only the
+// problem: its address was well formed but could not be had).
 var errUsage = errors.New("bad usage")
 
 // errLoss is returned when the delivery check found an event that did not
