@@ -6,28 +6,32 @@
 // The metrics are those the bus counts, no more (with the default
 // namespace; labels in braces):
 //
-//	eventbus_events_published_total{topic}          counter
-//	eventbus_events_no_subscribers_total{topic}     counter
-//	eventbus_dispatched_total{topic}                counter  deliveries begun
-//	eventbus_delivered_total{topic}                 counter  handler returned nil
-//	eventbus_handler_errors_total{topic}            counter  errors and panics
-//	eventbus_handler_panics_total{topic}            counter
-//	eventbus_handler_retries_total{topic}           counter
-//	eventbus_dropped_total{topic}                   counter  OnFull(DropNewest|DropOldest)
-//	eventbus_dead_lettered_total{topic}             counter
-//	eventbus_undelivered_total{topic}               counter  abandoned by Close
-//	eventbus_queue_length{topic}                    gauge
-//	eventbus_queue_high_water{topic}                gauge
-//	eventbus_handler_latency_seconds{topic,quantile}            gauge  p50, p99
-//	eventbus_subscription_<the eight delivery counters>{topic,subscription}
-//	eventbus_subscription_queue_length{topic,subscription}      gauge
-//	eventbus_subscription_queue_capacity{topic,subscription}    gauge
-//	eventbus_subscription_queue_high_water{topic,subscription}  gauge
+//	eventbus_events_published_total{topic}                                      counter
+//	eventbus_events_no_subscribers_total{topic}                                 counter
+//	eventbus_dispatched_total{topic}                                            counter  deliveries begun
+//	eventbus_delivered_total{topic}                                             counter  the handler returned nil
+//	eventbus_handler_errors_total{topic}                                        counter  errors and panics
+//	eventbus_handler_panics_total{topic}                                        counter
+//	eventbus_handler_retries_total{topic}                                       counter
+//	eventbus_dropped_total{topic}                                               counter  OnFull(DropNewest|DropOldest)
+//	eventbus_dead_lettered_total{topic}                                         counter
+//	eventbus_undelivered_total{topic}                                           counter  abandoned by Close
+//	eventbus_queue_length{topic}                                                gauge
+//	eventbus_queue_high_water{topic}                                            gauge
+//	eventbus_handler_latency_seconds{topic,quantile}                            gauge    quantile 0.5 and 0.99
+//	eventbus_subscription_<delivery>_total{topic,subscription}                  counter
+//	eventbus_subscription_queue_length{topic,subscription}                      gauge
+//	eventbus_subscription_queue_capacity{topic,subscription}                    gauge    0 for Sync
+//	eventbus_subscription_queue_high_water{topic,subscription}                  gauge
 //	eventbus_subscription_handler_latency_seconds{topic,subscription,quantile}  gauge
-//	eventbus_bus_<the eight delivery counters>                  counter
-//	eventbus_bus_queue_length                        gauge
-//	eventbus_bus_subscriptions                       gauge
-//	eventbus_bus_topics_with_subscribers             gauge
+//	eventbus_bus_<delivery>_total                                               counter
+//	eventbus_bus_queue_length                                                   gauge
+//	eventbus_bus_subscriptions                                                  gauge
+//	eventbus_bus_topics_with_subscribers                                        gauge
+//
+// where <delivery> is each of the eight delivery counters of a topic:
+// dispatched, delivered, handler_errors, handler_panics, handler_retries,
+// dropped, dead_lettered and undelivered.
 //
 // The per-topic delivery counters cover the topic's subscriptions, past
 // ones included, so they never go down; the per-subscription series cover
@@ -237,9 +241,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect takes one snapshot of the bus's topics (Bus.Topics) and one of
 // its totals (Bus.Stats) and sends their metrics. Its cost grows with the
-// number of topics and subscriptions, not of events; it takes the bus's
-// locks only as briefly as those calls do and never blocks a publish. It
-// implements prometheus.Collector.
+// number of topics and subscriptions, not of events, and it holds the
+// bus's locks only as briefly as those calls do. It implements
+// prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, t := range c.bus.Topics() {
 		emit(ch, c.topic, &t, t.Name)
