@@ -52,6 +52,9 @@
 //	-prefix p     with -nats: the subject prefix of the topics (default quantumtrader)
 //	-role r       all, producers or consumers (default all); producers and
 //	              consumers need -nats
+//	-metrics addr serve Prometheus metrics of the bus at http://addr/metrics
+//	              while it runs, e.g. :9090, or 127.0.0.1:0 for a free port
+//	              (the URL is printed on stderr); empty means off (default)
 //
 // Two terminals, one system:
 //
@@ -85,7 +88,8 @@ func main() {
 }
 
 // errUsage marks a bad command line; the flag package or parseFlags has
-// already printed the problem and the usage.
+// already printed the problem and the usage (listenMetrics only the
+// problem: its address was well formed but could not be had).
 var errUsage = errors.New("bad usage")
 
 // errLoss is returned when the delivery check found an event that did not
@@ -116,6 +120,7 @@ type config struct {
 	stream   string
 	prefix   string
 	role     role
+	metrics  string // the -metrics listen address; "" for none
 }
 
 // role is which part of the system a process runs.
@@ -152,6 +157,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&cfg.natsURL, "nats", "", "run over NATS JetStream at this `URL`, e.g. nats://127.0.0.1:4222, instead of in memory")
 	fs.StringVar(&cfg.stream, "stream", defaultStream, "with -nats: the JetStream `stream` that holds the events")
 	fs.StringVar(&cfg.prefix, "prefix", defaultPrefix, "with -nats: the subject `prefix` of the topics")
+	fs.StringVar(&cfg.metrics, "metrics", "", "serve Prometheus metrics of the bus at http://`addr`/metrics while it runs, e.g. :9090, or 127.0.0.1:0 for a free port (printed on stderr); empty: off")
 	fs.StringVar((*string)(&cfg.role), "role", string(roleAll), "which part of the system runs here: all, producers or consumers (producers and consumers need -nats); the `role` runs until -duration or Ctrl-C")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: quantumtrader [flags]
@@ -200,6 +206,8 @@ Flags:
 		problem = fmt.Sprintf("-stream %q: want 1 to 255 letters, digits, '-' or '_'", cfg.stream)
 	case len(cfg.prefix) > 128 || !subjectPrefix.MatchString(cfg.prefix):
 		problem = fmt.Sprintf("-prefix %q: want dot-separated tokens of letters, digits, '-' or '_', at most 128 bytes", cfg.prefix)
+	case cfg.metrics != "" && !validListenAddr(cfg.metrics):
+		problem = fmt.Sprintf("-metrics %q: want host:port or :port, e.g. :9090", cfg.metrics)
 	}
 	if problem != "" {
 		fmt.Fprintln(stderr, problem)
@@ -251,11 +259,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		live = stderr // stdout carries the JSON alone
 	}
 	view := newView(live, cfg)
+	metrics, err := listenMetrics(cfg.metrics, stderr)
+	if err != nil {
+		return err
+	}
+	defer metrics.close() // last: the final figures stay up until run returns
 	bus, disconnect, err := newBus(cfg, view.logOutput(stderr))
 	if err != nil {
 		return err
 	}
 	defer disconnect()
+	if err := metrics.serve(bus, view.logOutput(stderr)); err != nil {
+		_ = bus.Close(ctx)
+		return fmt.Errorf("serving metrics: %w", err)
+	}
 	sys := newSystem(bus, cfg)
 	consumers, err := sys.startConsumers()
 	if err != nil {
