@@ -36,12 +36,28 @@ type config struct {
 	transport    Transport
 	codec        Codec
 	ackWait      time.Duration
+	clock        func() time.Time
 }
 
 func defaultConfig() config {
 	return config{
 		queueSize: DefaultQueueSize, workers: DefaultWorkers, stallTimeout: DefaultStallTimeout,
-		codec: JSON, ackWait: DefaultAckWait,
+		codec: JSON, ackWait: DefaultAckWait, clock: time.Now,
+	}
+}
+
+// WithClock sets the clock that stamps Event.Time (and the time part of
+// Event.ID) of events published without one; the default is time.Now. The
+// bus converts what it returns to UTC. Tests use it for fixed times; a
+// program that publishes at a very high rate may pass a cheaper, coarser
+// clock. now must be safe for concurrent use and not nil.
+func WithClock(now func() time.Time) Option {
+	return func(c *config) error {
+		if now == nil {
+			return fmt.Errorf("%w: WithClock(nil)", ErrInvalidOption)
+		}
+		c.clock = now
+		return nil
 	}
 }
 

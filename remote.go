@@ -30,7 +30,7 @@ func (t *Topic[T]) publishRemote(ctx context.Context, ev *Event[T], internal boo
 	}
 	ev.Topic = t.name
 	if ev.Time.IsZero() {
-		ev.Time = time.Now().UTC()
+		ev.Time = t.bus.cfg.clock().UTC()
 	}
 	t.mu.Lock()
 	if t.closed && !internal && !t.bus.reacting(ctx) {

@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/quantumtrader/eventbus/internal/clock"
 	"github.com/quantumtrader/eventbus/internal/hist"
 	"github.com/quantumtrader/eventbus/internal/idgen"
 	"github.com/quantumtrader/eventbus/internal/ring"
@@ -359,7 +358,7 @@ func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], anyEv *Event[any], 
 	}
 	ev.Topic = t.name
 	if ev.Time.IsZero() {
-		ev.Time = clock.Now() // before locking: the clock is the slowest step
+		ev.Time = t.bus.cfg.clock().UTC() // before locking: the clock is the slowest step
 	}
 	ms := ev.Time.UnixMilli()
 	var stalled *time.Timer
@@ -392,14 +391,7 @@ func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], anyEv *Event[any], 
 					subs.ledger.inflight++
 				}
 			}
-			var r *ring.Ring[item[T]] // written by putShared, if it has async subscriptions
-			if subs != nil && len(subs.async) > 0 {
-				r = t.ring
-			}
 			t.mu.Unlock()
-			if r != nil {
-				r.WakeParked() // after the unlock's barrier: see putShared
-			}
 			return subs, all, n, nil
 		}
 		t.mu.Unlock()
@@ -477,7 +469,7 @@ func (t *Topic[T]) offer(subs *subList[T], all *subList[any], ev *Event[T], anyE
 	// them all. Subscriptions in subs are open: Unsubscribe leaves the list,
 	// under the lock held here, before it closes the gate.
 	if len(al) == 0 && w == nil && subs.allShared && t.ring != nil && t.ring.Room() {
-		putShared(t.ring, ev, nil)
+		put(t.ring, ev, nil)
 		return nil, nil, nil
 	}
 	for _, s := range al {
@@ -513,7 +505,7 @@ func (t *Topic[T]) offerLocked(tl []*subscriber[T], al []*subscriber[any], ev *E
 	}
 	// One write to the topic's ring serves all its shared lanes.
 	if t.ring != nil && sharesRing(tl, vs[:n]) {
-		putShared(t.ring, ev, w)
+		put(t.ring, ev, w)
 	}
 	write(tl, vs[:n], ev, w)
 	write(al, vs[n:], anyEv, w)
@@ -603,14 +595,6 @@ func put[T any](r *ring.Ring[item[T]], ev *Event[T], w *waiter) {
 	r.Commit()
 }
 
-// putShared is put for the topic's shared ring r, without waking its
-// readers: accept calls r.WakeParked once it has unlocked the topic (see
-// ring.CommitQuiet).
-func putShared[T any](r *ring.Ring[item[T]], ev *Event[T], w *waiter) {
-	it := r.Claim()
-	it.ev, it.w = *ev, w
-	r.CommitQuiet()
-}
 
 func dropError[T any](s *Subscription, ev *Event[T]) error {
 	return fmt.Errorf("%w: %s dropped %s event %s (%v)", ErrQueueFull, s, ev.Topic, ev.ID, s.policy)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -13,7 +14,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/quantumtrader/eventbus"
-	"github.com/quantumtrader/eventbus/internal/clock"
 	"github.com/quantumtrader/eventbus/internal/idgen"
 )
 
@@ -52,7 +52,7 @@ func publish[T any](ctx context.Context, t *eventbus.Topic[T], ev *eventbus.Even
 	}
 	cfg := newConfig(opts)
 	if ev.Time.IsZero() {
-		ev.Time = clock.Now() // the clock t.Publish reads
+		ev.Time = time.Now().UTC()
 	}
 	if ev.ID.IsZero() {
 		ev.ID = nextID(ev.Time.UnixMilli())

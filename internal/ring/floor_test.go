@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quantumtrader/eventbus/internal/clock"
 )
 
 // floorEvent has the size and shape of eventbus's ring slot for an
@@ -22,7 +21,7 @@ type floorEvent struct {
 
 // BenchmarkFloor is the floor of the bus's asynchronous delivery: one
 // producer stamps an event with the bus's clock and puts it, under a lock
-// and as a publish does (CommitQuiet, then WakeParked after the unlock),
+// and as a publish does,
 // for readers that only add it up: one ring with a group per reader (ring),
 // against a buffered channel per reader doing the same (channel), for 1 and
 // 4 readers. Everything else a publish does, the ID, the latest event,
@@ -68,10 +67,9 @@ func floorRing(b *testing.B, readers int) {
 				}
 			}
 		}
-		*r.Claim() = floorEvent{topic: "ticks", time: clock.Now(), payload: [4]uint64{1, 2, 3, 1}}
-		r.CommitQuiet()
+		*r.Claim() = floorEvent{topic: "ticks", time: time.Now(), payload: [4]uint64{1, 2, 3, 1}}
+		r.Commit()
 		mu.Unlock()
-		r.WakeParked()
 	}
 	mu.Lock()
 	r.Close()
@@ -100,7 +98,7 @@ func floorChannel(b *testing.B, readers int) {
 	var seq uint64
 	for b.Loop() {
 		seq++
-		e := floorEvent{topic: "ticks", time: clock.Now(), payload: [4]uint64{1, 2, 3, 1}}
+		e := floorEvent{topic: "ticks", time: time.Now(), payload: [4]uint64{1, 2, 3, 1}}
 		for _, ch := range chans {
 			ch <- e
 		}

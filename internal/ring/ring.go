@@ -3,7 +3,7 @@
 // each through its own cursor, in the manner of the LMAX Disruptor.
 //
 // One producer at a time: the caller serialises the producer-side methods
-// (Room, Group.Room, Put, Claim, Commit, CommitQuiet, Group.Evict,
+// (Room, Group.Room, Put, Claim, Commit, Group.Evict,
 // Group.Discard, Add, Remove, Close) with its own lock. Readers need no
 // lock. A group is one subscription lane: it reads every event put after it
 // joined, at most Cap of them waiting, and its workers share it, each event
@@ -21,12 +21,10 @@
 // slot. A worker announces its run,
 // advances the cursor, copies and then clears its copying mark; the producer
 // loads the cursor, then the announcements, and only then writes a slot
-// again. Every pair is a sync/atomic store and load, which the race detector
-// understands, except that CommitQuiet stores the slot's sequence number
-// and the tail with plain stores on amd64 (in builds without the race
-// detector): there every store is a release, and an atomic store's barrier
-// costs a put as much as the rest of it. A parked worker is woken only after a barrier, which
-// the caller of CommitQuiet provides (WakeParked after its unlock).
+// again. Every pair is a sync/atomic store and load, as Go's memory model
+// and the race detector understand them; Commit's stores come before its
+// load of the parked count, so a worker that parks after looking at a slot
+// not yet published is woken.
 //
 // Cache lines: the producer keeps its own lower bound of how far each group
 // has read and loads the group's shared state only when that bound says the
@@ -312,24 +310,12 @@ func (r *Ring[E]) Commit() {
 	t := r.tail.Load()
 	r.slots[t&r.mask].seq.Store(t + 1)
 	r.tail.Store(t + 1)
-	r.WakeParked() // the atomic stores are the barrier CommitQuiet leaves to its caller
-}
-
-// CommitQuiet is Commit without waking parked workers, which saves the
-// two full barriers of atomic stores: on amd64 it publishes the slot with
-// plain stores. The caller must then call WakeParked after a full barrier,
-// an atomic read-modify-write such as unlocking its producer lock: a worker
-// that parks after looking at the slot before it was published is woken
-// only then.
-func (r *Ring[E]) CommitQuiet() {
-	t := r.tail.Load()
-	storeRelease(&r.slots[t&r.mask].seq, t+1)
-	storeRelease(&r.tail, t+1)
+	r.WakeParked()
 }
 
 // WakeParked wakes the workers if any is parked. Unlike the producer-side
 // methods it may be called from any goroutine, without the producer's
-// lock (see CommitQuiet).
+// lock.
 func (r *Ring[E]) WakeParked() {
 	if r.parked.Load() != 0 {
 		r.wakeReaders()

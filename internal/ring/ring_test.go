@@ -389,12 +389,12 @@ func TestAWorkerLingersOnlyWhereARunCanBuildUp(t *testing.T) {
 	assert.Zero(t, w.lingers, "a producer waiting for room")
 }
 
-// TestCommitQuietThenWakeParkedLosesNoWakeUp puts events one at a time with
-// CommitQuiet, unlocks and calls WakeParked, as the bus does. Every other
+// TestCommitLosesNoWakeUp puts events one at a time under a lock, as the
+// bus does. Every other
 // event goes to a worker known to be parked; the rest race with a worker on
-// its way to park, the case a plain store could lose. Each event must reach
+// its way to park, the case an unordered store could lose. Each event must reach
 // the worker without another put after it.
-func TestCommitQuietThenWakeParkedLosesNoWakeUp(t *testing.T) {
+func TestCommitLosesNoWakeUp(t *testing.T) {
 	const n = 20_000
 	r := New[int](64)
 	var mu sync.Mutex
@@ -421,9 +421,8 @@ func TestCommitQuietThenWakeParkedLosesNoWakeUp(t *testing.T) {
 		}
 		mu.Lock()
 		*r.Claim() = i
-		r.CommitQuiet()
+		r.Commit()
 		mu.Unlock()
-		r.WakeParked()
 		deadline.Reset(10 * time.Second)
 		select {
 		case v := <-got:
@@ -462,9 +461,8 @@ func TestAWakeUpWhileAWorkerParksLeavesTheOthersCounted(t *testing.T) {
 			b.wakeUp()
 			mu.Lock()
 			*r.Claim() = 7
-			r.CommitQuiet()
+			r.Commit()
 			mu.Unlock()
-			r.WakeParked()
 		})
 	}
 	defer func() { parkHook = nil }()
