@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -77,7 +79,7 @@ type receiver struct {
 
 	mu        sync.Mutex
 	iter      jetstream.MessagesContext // replaced while holding both sem and mu
-	unsettled int                       // deliveries handed out and not yet settled
+	unsettled map[*delivery]struct{}    // handed out and not yet settled
 	stopped   bool                      // Stop has drained the iterator
 	deleted   bool                      // the ephemeral consumer is gone
 }
@@ -92,6 +94,7 @@ func newReceiver(t *transport, subject string, opts eventbus.SubscribeOptions) *
 			jetstream.PullHeartbeat(pullHeartbeat),
 		},
 		errClosed: fmt.Errorf("natsbus: receive from %s: %w", subject, eventbus.ErrClosed),
+		unsettled: make(map[*delivery]struct{}),
 		sem:       make(chan struct{}, 1),
 		done:      make(chan struct{}),
 		cfg: jetstream.ConsumerConfig{
@@ -252,7 +255,7 @@ func (r *receiver) deliver(msg jetstream.Msg) *delivery {
 	}
 	d.env = decodeEnvelope(msg, r.t.subject, stored)
 	r.mu.Lock()
-	r.unsettled++
+	r.unsettled[d] = struct{}{}
 	r.mu.Unlock()
 	return d
 }
@@ -393,8 +396,11 @@ func (r *receiver) caughtUp(ctx context.Context, target *uint64) (bool, error) {
 // Stop ends the receiver. In order: Next stops handing out deliveries and
 // returns an error wrapping eventbus.ErrClosed, now and from then on; the
 // receiver stops pulling; messages it had pulled but not handed out go
-// back to a durable consumer for redelivery (counting as an attempt).
-// Deliveries already handed out can still be settled. An ephemeral
+// back to a durable consumer for redelivery (counting as an attempt), and
+// so do deliveries handed out and not yet settled, so that the consumer's
+// next receiver, in this process or another, gets them at once instead of
+// after AckWait. Deliveries already handed out can still be settled (see
+// delivery.giveBack for what a settlement then does). An ephemeral
 // consumer is deleted as soon as they all are: by Stop if none is
 // pending, else by the settlement of the last one, or by the transport's
 // Close. A durable consumer stays on the broker, keeping its place.
@@ -427,7 +433,23 @@ func (r *receiver) stop(ctx context.Context, force bool) error {
 	if err != nil {
 		return fmt.Errorf("natsbus: stop receiver of %s: %w", r.subject, err)
 	}
+	if r.durable {
+		r.giveBackUnsettled()
+	}
 	return r.finish(ctx, force)
+}
+
+// giveBackUnsettled returns every delivery handed out and not yet settled
+// to the durable consumer (see delivery.giveBack), so that its next
+// receiver gets the event at once rather than after AckWait; Next hands
+// out nothing more by then.
+func (r *receiver) giveBackUnsettled() {
+	r.mu.Lock()
+	ds := slices.Collect(maps.Keys(r.unsettled))
+	r.mu.Unlock()
+	for _, d := range ds {
+		d.giveBack()
+	}
 }
 
 // drain ends the current iterator and gives back what it had buffered; the
@@ -462,7 +484,7 @@ func (r *receiver) finish(ctx context.Context, force bool) error {
 	}
 	r.mu.Lock()
 	r.stopped = true
-	wait := r.unsettled > 0 && !force
+	wait := len(r.unsettled) > 0 && !force
 	r.mu.Unlock()
 	if wait {
 		return nil
@@ -470,12 +492,12 @@ func (r *receiver) finish(ctx context.Context, force bool) error {
 	return r.deleteConsumer(ctx)
 }
 
-// settled records that a delivery was settled, deleting a stopped
-// ephemeral consumer when it was the last one pending.
-func (r *receiver) settled(ctx context.Context) {
+// settled records that d was settled, deleting a stopped ephemeral
+// consumer when it was the last one pending.
+func (r *receiver) settled(ctx context.Context, d *delivery) {
 	r.mu.Lock()
-	r.unsettled--
-	last := r.stopped && r.unsettled == 0 && !r.durable
+	delete(r.unsettled, d)
+	last := r.stopped && len(r.unsettled) == 0 && !r.durable
 	r.mu.Unlock()
 	if last {
 		if err := r.deleteConsumer(ctx); err != nil {

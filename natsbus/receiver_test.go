@@ -421,6 +421,57 @@ func TestReceiver(t *testing.T) {
 	})
 }
 
+// TestStopGivesBackWhatADurableReceiverHolds stops a durable receiver
+// while it holds a delivery it handed out and has not settled: the event
+// must come back to the consumer's next receiver at once, as the second
+// attempt, not after the AckWait of a process that is gone.
+func TestStopGivesBackWhatADurableReceiverHolds(t *testing.T) {
+	t.Parallel()
+	// AckWait would bring the events back too, far later than comeBack.
+	const ackWait, comeBack = 30 * time.Second, 5 * time.Second
+	tests := []struct {
+		name     string
+		inFlight int // MaxInFlight: more than 1 lets the receiver pull ahead
+		events   int // published; the stopped receiver holds the first
+	}{
+		{"a delivery handed out and not settled", 1, 1},
+		{"with events pulled and not handed out beside it", 3, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			opts := eventbus.SubscribeOptions{Topic: "trade.executed", Name: "ledger", MaxInFlight: tt.inFlight, AckWait: ackWait}
+			first := h.subscribe(opts)
+			envs := h.publish("trade.executed", payloads(tt.events)...)
+			held := h.next(first)
+			require.Equal(t, envs[0].ID, held.Envelope().ID)
+			require.Equal(t, 1, held.Attempt())
+			require.NoError(t, first.Stop(h.ctx()))
+
+			second := h.subscribe(opts)
+			attempts := map[eventbus.ID]int{}
+			ctx, cancel := context.WithTimeout(context.Background(), comeBack)
+			defer cancel()
+			for len(attempts) < tt.events {
+				d, err := second.Next(ctx)
+				require.NoError(t, err, "Next of the next receiver, %d of %d events back; AckWait is %v", len(attempts), tt.events, ackWait)
+				id := d.Envelope().ID
+				require.NotContains(t, attempts, id, "event %s delivered twice", id)
+				attempts[id] = d.Attempt()
+				require.NoError(t, d.Ack(h.ctx()))
+			}
+			assert.ElementsMatch(t, ids(envs), keys(attempts))
+			assert.Equal(t, 2, attempts[envs[0].ID], "attempt of the event the stopped receiver held")
+			assert.NoError(t, held.Ack(h.ctx()), "the holder can still settle it")
+			assert.ErrorContains(t, held.Ack(h.ctx()), "already settled")
+			info := h.consumer()
+			assert.Zero(t, info.NumAckPending, "deliveries pending")
+			assert.Zero(t, info.NumPending, "events not delivered")
+		})
+	}
+}
+
 // wakeUpMisser is jetstream's iterator as it behaves under CPU load (see
 // firstRecheck): a Next that begins after a message was handed out finds
 // the request for the next one still being sent, asks the broker for
