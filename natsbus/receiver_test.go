@@ -472,6 +472,113 @@ func TestStopGivesBackWhatADurableReceiverHolds(t *testing.T) {
 	}
 }
 
+// TestGroupMembersSubscribingAtOnce starts the members of a group, each a
+// process of its own, at the same moment, so that several find no
+// consumer and try to create it: the losers must bind to the winner's.
+// With different settings the broker refuses a second create outright
+// (consumer already exists); with the same ones it may accept it.
+func TestGroupMembersSubscribingAtOnce(t *testing.T) {
+	t.Parallel()
+	const members, events = 6, 60
+	tests := []struct {
+		name     string
+		inFlight func(member int) int
+	}{
+		{"with the same settings", func(int) int { return 2 }},
+		{"with different settings", func(member int) int { return member + 1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := natstest.Start(t)
+			h := startHarness(t, srv.Connect(t), srv.Names(t))
+			trs := []*harness{h}
+			for len(trs) < members {
+				trs = append(trs, h.sibling(srv))
+			}
+			type subscribed struct {
+				r   eventbus.Receiver
+				err error
+			}
+			results := make(chan subscribed, members)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i, m := range trs {
+				opts := eventbus.SubscribeOptions{Topic: "trade.executed", Group: "executors", MaxInFlight: tt.inFlight(i)}
+				ctx := m.ctx()
+				wg.Go(func() {
+					<-start
+					r, err := m.tr.Subscribe(ctx, opts)
+					results <- subscribed{r, err}
+				})
+			}
+			close(start)
+			wg.Wait() // each Subscribe is bounded by its ctx
+			close(results)
+			var rs []eventbus.Receiver
+			for res := range results {
+				if !assert.NoError(t, res.err, "Subscribe of a member") {
+					continue
+				}
+				rs = append(rs, res.r)
+				t.Cleanup(func() { _ = res.r.Stop(context.Background()) })
+			}
+			require.Len(t, rs, members, "members subscribed")
+			require.Len(t, h.consumers(), 1, "consumers of the group")
+
+			envs := h.publish("trade.executed", payloads(events)...)
+			got := shareOut(t, rs, events)
+			for _, e := range envs {
+				assert.Equal(t, 1, got[e.ID], "deliveries of event %s", e.ID)
+			}
+			info := h.consumer()
+			assert.Zero(t, info.NumAckPending, "deliveries pending")
+			assert.Zero(t, info.NumPending, "events not delivered")
+		})
+	}
+}
+
+// shareOut receives and acknowledges on every receiver at once until n
+// deliveries arrived, failing the test after waitFor; it returns how often
+// each event came.
+func shareOut(t *testing.T, rs []eventbus.Receiver, n int) map[eventbus.ID]int {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	received := make(chan eventbus.ID)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	for _, r := range rs {
+		wg.Go(func() {
+			for {
+				d, err := r.Next(ctx)
+				if err != nil {
+					return
+				}
+				assert.NoError(t, d.Ack(context.Background()))
+				select {
+				case received <- d.Envelope().ID:
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	got := map[eventbus.ID]int{}
+	deadline := time.After(waitFor)
+	for i := range n {
+		select {
+		case id := <-received:
+			got[id]++
+		case <-deadline:
+			t.Fatalf("received %d of %d deliveries", i, n)
+		}
+	}
+	return got
+}
+
 // wakeUpMisser is jetstream's iterator as it behaves under CPU load (see
 // firstRecheck): a Next that begins after a message was handed out finds
 // the request for the next one still being sent, asks the broker for
