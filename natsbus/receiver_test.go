@@ -284,13 +284,13 @@ func TestReceiver(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t)
 		r := h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed", Name: "ledger"})
-		waiting := make(chan error)
+		waiting := make(chan error, 1)
 		go func() {
 			_, err := r.Next(context.Background())
 			waiting <- err
 		}()
 		require.NoError(t, r.Stop(h.ctx()))
-		err := <-waiting
+		err := receive(t, waiting, "the waiting Next to return")
 		assert.ErrorIs(t, err, eventbus.ErrClosed)
 		assert.ErrorContains(t, err, h.subject("trade.executed"))
 		_, err = r.Next(h.ctx())
@@ -307,9 +307,11 @@ func TestReceiver(t *testing.T) {
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 
 		// A Next that waits for its turn behind another honours its ctx too.
-		first := make(chan eventbus.Delivery)
+		first := make(chan eventbus.Delivery, 1)
 		go func() {
-			d, err := r.Next(context.Background())
+			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+			defer cancel()
+			d, err := r.Next(ctx)
 			assert.NoError(t, err)
 			first <- d
 		}()
@@ -319,7 +321,7 @@ func TestReceiver(t *testing.T) {
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 
 		e := h.publish("trade.executed", "{}")[0]
-		d := <-first
+		d := receive(t, first, "the first Next to return")
 		require.NotNil(t, d)
 		assert.Equal(t, e.ID, d.Envelope().ID)
 		require.NoError(t, d.Ack(h.ctx()))
@@ -362,13 +364,13 @@ func TestReceiver(t *testing.T) {
 		require.NoError(t, err)
 		r, err := tr.Subscribe(context.Background(), eventbus.SubscribeOptions{Topic: "trade.executed", Name: "ledger"})
 		require.NoError(t, err)
-		waiting := make(chan error)
+		waiting := make(chan error, 1)
 		go func() {
 			_, err := r.Next(context.Background())
 			waiting <- err
 		}()
 		nc.Close()
-		err = <-waiting
+		err = receive(t, waiting, "the waiting Next to return")
 		assert.ErrorIs(t, err, eventbus.ErrClosed)
 		assert.ErrorIs(t, err, nats.ErrConnectionClosed)
 		assert.NoError(t, tr.Close(context.Background()), "nothing to delete for a durable consumer")
@@ -382,9 +384,11 @@ func TestReceiver(t *testing.T) {
 		d := h.next(r)
 		require.NoError(t, d.Ack(h.ctx()))
 
-		next := make(chan eventbus.Delivery)
+		next := make(chan eventbus.Delivery, 1)
 		go func() {
-			d, err := r.Next(context.Background())
+			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+			defer cancel()
+			d, err := r.Next(ctx)
 			assert.NoError(t, err)
 			next <- d
 		}()
@@ -394,7 +398,7 @@ func TestReceiver(t *testing.T) {
 		require.NoError(t, h.js.DeleteConsumer(h.ctx(), h.names.Stream, name))
 		e := h.publish("model.promoted", "m2")[0]
 
-		d = <-next
+		d = receive(t, next, "Next to return the event published after the deletion")
 		require.NotNil(t, d)
 		assert.Equal(t, e.ID, d.Envelope().ID, "the event after the last one handed out")
 		require.NoError(t, d.Ack(h.ctx()))

@@ -101,7 +101,9 @@ func TestBusSurvivesABrokerRestart(t *testing.T) {
 
 	var mu sync.Mutex
 	handled := map[string]map[int]int{} // subscription: payload: handler calls
-	holding, release := make(chan struct{}), make(chan struct{})
+	holding, released := make(chan struct{}), make(chan struct{})
+	release := sync.OnceFunc(func() { close(released) })
+	t.Cleanup(release) // before Close, which would wait for the handler if the test failed first
 	var hold sync.Once
 	record := func(name string) eventbus.Handler[int] {
 		handled[name] = map[int]int{}
@@ -112,7 +114,7 @@ func TestBusSurvivesABrokerRestart(t *testing.T) {
 			if name == "ledger" && ev.Payload == 4 {
 				hold.Do(func() { // the first call of 4 runs while the broker goes
 					close(holding)
-					<-release
+					<-released
 				})
 			}
 			return nil
@@ -134,7 +136,7 @@ func TestBusSurvivesABrokerRestart(t *testing.T) {
 	publish(t, orders, 1, 2, 3, 4)
 	// With one event in flight at a time, the ledger holds 4 only once the
 	// broker has recorded the acknowledgements of 1, 2 and 3.
-	<-holding
+	receive(t, holding, "the ledger to start handling event 4")
 	require.Eventually(t, func() bool { return w.ackFloor("orders_") == 4 }, waitFor, 5*time.Millisecond,
 		"the ephemeral subscription's acknowledgements reach the broker")
 
@@ -145,7 +147,7 @@ func TestBusSurvivesABrokerRestart(t *testing.T) {
 	require.Error(t, err, "Publish with the broker down")
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "the cause")
 	assert.ErrorContains(t, err, w.names.SubjectPrefix+".orders", "the subject")
-	close(release) // its acknowledgement cannot reach the broker now
+	release() // its acknowledgement cannot reach the broker now
 
 	srv.Restart(t)
 	publish(t, orders, 6)
