@@ -50,7 +50,9 @@ const (
 // maxRecoverWait caps the wait between attempts to rebuild a consumer.
 const maxRecoverWait = 5 * time.Second
 
-// drainPoll is how often Drain asks the broker how far the consumer is.
+// drainPoll is how often Drain asks the broker how far the consumer is,
+// and how often Stop checks the connection while it waits for the end of
+// a pull.
 const drainPoll = 20 * time.Millisecond
 
 // receiver implements eventbus.Receiver on a pull consumer, reading one
@@ -406,9 +408,10 @@ func (r *receiver) caughtUp(ctx context.Context, target *uint64) (bool, error) {
 // Close. A durable consumer stays on the broker, keeping its place.
 //
 // Stop waits for a Next in progress to return, and for the broker to
-// confirm the end of the pull; if ctx ends first it returns an error
-// wrapping ctx's, and Next returns ErrClosed all the same. Stop may be
-// called more than once.
+// confirm the end of the pull, unless the connection is down (the broker
+// could not confirm it); if ctx ends first it returns an error wrapping
+// ctx's, and Next returns ErrClosed all the same. Stop may be called more
+// than once.
 func (r *receiver) Stop(ctx context.Context) error {
 	return r.stop(ctx, false)
 }
@@ -453,7 +456,11 @@ func (r *receiver) giveBackUnsettled() {
 }
 
 // drain ends the current iterator and gives back what it had buffered; the
-// caller holds sem.
+// caller holds sem. The iterator ends once the broker confirms the end of
+// its pull, which cannot happen while the connection is down: drain then
+// stops the iterator instead of waiting, every drainPoll, so that a Stop
+// or Close with the broker gone returns rather than wait out its ctx. The
+// broker lets the pull request expire by itself.
 func (r *receiver) drain(ctx context.Context) error {
 	if r.drained {
 		return nil
@@ -461,14 +468,23 @@ func (r *receiver) drain(ctx context.Context) error {
 	it := r.iter
 	it.Drain()
 	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			if cerr := ctx.Err(); cerr != nil {
-				return cerr
-			}
+		waitCtx, cancel := context.WithTimeout(ctx, drainPoll)
+		msg, err := it.Next(jetstream.NextContext(waitCtx))
+		cancel()
+		if err == nil {
+			r.giveBack(msg)
+			continue
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			break // drained
+		}
+		if r.t.nc.Status() != nats.CONNECTED {
+			it.Stop()
 			break
 		}
-		r.giveBack(msg)
 	}
 	r.drained = true
 	return nil
