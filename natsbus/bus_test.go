@@ -361,7 +361,7 @@ func TestBusOverNATS(t *testing.T) {
 		}
 		rec := eventbustest.RecordFunc(t, eventbus.MustTopic[int](slow, "orders"), handler, eventbus.Group("executors"), eventbus.Name("slow"))
 		publish(t, eventbus.MustTopic[int](w.bus(), "orders"), 1)
-		<-started
+		receive(t, started, "the slow handler to start")
 		other := eventbustest.RecordFunc(t, eventbus.MustTopic[int](idle, "orders"), handler, eventbus.Group("executors"))
 		rec.WaitN(waitFor, 1)
 		w.close(slow)

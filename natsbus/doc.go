@@ -88,7 +88,10 @@
 // never redelivered, and InProgress resets AckWait. Every settlement waits
 // for the broker's reply, so an error means it may not have been recorded;
 // an event not acknowledged within AckWait, for instance because its
-// process died, is delivered again. Stopping a consumer process mid-stream
+// process died, is delivered again. A durable receiver's Stop does not
+// leave that to AckWait: it naks what it holds unsettled, so the
+// consumer's next receiver gets it at once, and a later ack or reject by
+// the holder is still recorded. Stopping a consumer process mid-stream
 // and starting it again therefore loses nothing, and may repeat events
 // that were being handled when it stopped: handlers must tolerate seeing an
 // event twice.

@@ -55,7 +55,11 @@ func Example() {
 	if err := trades.Publish(ctx, trade{Symbol: "BTCUSDT", Qty: 0.25}); err != nil {
 		log.Fatal(err) // the broker did not store it
 	}
-	<-handled
+	select {
+	case <-handled:
+	case <-ctx.Done():
+		log.Fatal("the ledger never got the trade")
+	}
 	if err := bus.Close(ctx); err != nil { // closes tr too
 		log.Fatal(err)
 	}

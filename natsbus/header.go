@@ -57,7 +57,12 @@ func encodeHeader(env *eventbus.Envelope, stream string) nats.Header {
 // HeaderType the topic is the subject after the prefix; without a valid
 // HeaderTime the time is when the stream stored the message; an ID that is
 // not a UUID gives the zero ID; a metadata entry that is not valid
-// percent-encoding is kept as it came.
+// percent-encoding is kept as it came. A valid HeaderTime is also, once in
+// UTC, within the years 0 to 9999: an offset can carry a time RFC 3339
+// allows past them, and the event's JSON (a dead letter's too) could not
+// be written. A metadata key that two headers spell differently takes the
+// value of the one spelt as encodeHeader spells it, else of the least
+// header name, so that a message always decodes the same way.
 func decodeEnvelope(msg jetstream.Msg, prefix string, stored time.Time) eventbus.Envelope {
 	h := msg.Headers()
 	env := eventbus.Envelope{Data: msg.Data()}
@@ -67,7 +72,7 @@ func decodeEnvelope(msg jetstream.Msg, prefix string, stored time.Time) eventbus
 		env.Topic = strings.TrimPrefix(msg.Subject(), prefix)
 	}
 	t, err := time.Parse(time.RFC3339Nano, h.Get(HeaderTime))
-	if err != nil {
+	if y := t.UTC().Year(); err != nil || y < 0 || y > 9999 {
 		t = stored
 	}
 	env.Time = t.UTC()
@@ -79,9 +84,32 @@ func decodeEnvelope(msg jetstream.Msg, prefix string, stored time.Time) eventbus
 		if env.Metadata == nil {
 			env.Metadata = make(map[string]string)
 		}
-		env.Metadata[unescape(rest)] = unescape(vs[0])
+		key := unescape(rest)
+		if _, dup := env.Metadata[key]; dup {
+			k = metadataHeader(h, key)
+			vs = h[k]
+		}
+		env.Metadata[key] = unescape(vs[0])
 	}
 	return env
+}
+
+// metadataHeader picks, among the headers of h that decode to the metadata
+// key, the one whose value the key takes whatever the order of h: the one
+// spelt as encodeHeader spells it, else the least name.
+func metadataHeader(h nats.Header, key string) string {
+	canonical := HeaderMetadataPrefix + escape(key, isKeyByte)
+	if len(h[canonical]) > 0 {
+		return canonical
+	}
+	least := ""
+	for k, vs := range h {
+		rest, ok := strings.CutPrefix(k, HeaderMetadataPrefix)
+		if ok && len(vs) > 0 && unescape(rest) == key && (least == "" || k < least) {
+			least = k
+		}
+	}
+	return least
 }
 
 func isKeyByte(c byte) bool {

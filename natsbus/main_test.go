@@ -34,6 +34,21 @@ func TestMain(m *testing.M) {
 // that fails should fail, not hang, and -race on two cores is slow.
 const waitFor = 15 * time.Second
 
+// receive returns what ch yields, failing the test if nothing comes
+// within waitFor: a test that fails should say so, not hang until the test
+// binary's timeout. Goroutines sending on ch should not block (a buffer of
+// one for a single value), so that none outlives a test that gave up.
+func receive[T any](t testing.TB, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitFor):
+		t.Fatalf("waited %v for %s", waitFor, what)
+		panic("unreachable: Fatalf ends the test's goroutine")
+	}
+}
+
 // harness is one transport on a test's own stream, with what the tests
 // need to look behind it.
 type harness struct {

@@ -30,18 +30,18 @@ import (
 // binary run again, with the environment saying which role to play (see
 // TestMain) and where.
 const (
-	envRole   = "NATSBUS_TEST_ROLE" // "producer" or "consumer"
-	envURL    = "NATSBUS_TEST_URL"
-	envStream = "NATSBUS_TEST_STREAM"
-	envPrefix = "NATSBUS_TEST_PREFIX"
-	envEvents = "NATSBUS_TEST_EVENTS" // how many events the producer publishes
+	envRole    = "NATSBUS_TEST_ROLE" // "producer" or "consumer"
+	envURL     = "NATSBUS_TEST_URL"
+	envStream  = "NATSBUS_TEST_STREAM"
+	envPrefix  = "NATSBUS_TEST_PREFIX"
+	envEvents  = "NATSBUS_TEST_EVENTS"   // how many events the producer publishes
+	envAckWait = "NATSBUS_TEST_ACK_WAIT" // the bus's WithAckWait, as time.ParseDuration reads it
 )
 
 // The group's settings in every consumer process.
 const (
 	processGroup    = "workers"
 	processInFlight = 4 // Concurrency, and so the group's MaxAckPending
-	processAckWait  = time.Second
 )
 
 // order is the payload the processes share.
@@ -60,6 +60,10 @@ func runRole(role string) int {
 		logger.Error("natsbus test process failed", "role", role, "err", err)
 		return 1
 	}
+	ackWait, err := time.ParseDuration(os.Getenv(envAckWait))
+	if err != nil {
+		return fail(err)
+	}
 	nc, err := nats.Connect(os.Getenv(envURL), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		return fail(err)
@@ -69,7 +73,7 @@ func runRole(role string) int {
 	if err != nil {
 		return fail(err)
 	}
-	bus, err := eventbus.New(eventbus.WithTransport(tr), eventbus.WithLogger(logger), eventbus.WithAckWait(processAckWait))
+	bus, err := eventbus.New(eventbus.WithTransport(tr), eventbus.WithLogger(logger), eventbus.WithAckWait(ackWait))
 	if err != nil {
 		return fail(err)
 	}
@@ -168,16 +172,20 @@ func (p *process) wait() error {
 // SIGKILL while events flow and starts it again. Every event is handled,
 // and only events the killed process was handling when it died are
 // handled twice: at most as many as the group lets be in flight.
+//
+// With -short the stream is shorter and the AckWait, after which the
+// broker offers again what the killed process held, too: the same check,
+// in a fraction of the time.
 func TestGroupSurvivesAConsumerKilledMidStream(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
 	t.Parallel()
-	const events, killAfter = 2000, 300
+	events, killAfter, ackWait := 2000, 300, time.Second
+	if testing.Short() {
+		events, killAfter, ackWait = 200, 40, 500*time.Millisecond
+	}
 	srv := natstest.Start(t)
 	names := srv.Names(t)
-	env := []string{envURL + "=" + srv.URL(), envStream + "=" + names.Stream,
-		envPrefix + "=" + names.SubjectPrefix, envEvents + "=" + strconv.Itoa(events)}
+	env := []string{envURL + "=" + srv.URL(), envStream + "=" + names.Stream, envPrefix + "=" + names.SubjectPrefix,
+		envEvents + "=" + strconv.Itoa(events), envAckWait + "=" + ackWait.String()}
 	lines := make(chan line, 4*events) // never full: a reader that blocked would hold its process's exit
 	deadline := time.After(2 * waitFor)
 

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,7 +50,9 @@ const (
 // maxRecoverWait caps the wait between attempts to rebuild a consumer.
 const maxRecoverWait = 5 * time.Second
 
-// drainPoll is how often Drain asks the broker how far the consumer is.
+// drainPoll is how often Drain asks the broker how far the consumer is,
+// and how often Stop checks the connection while it waits for the end of
+// a pull.
 const drainPoll = 20 * time.Millisecond
 
 // receiver implements eventbus.Receiver on a pull consumer, reading one
@@ -77,7 +81,7 @@ type receiver struct {
 
 	mu        sync.Mutex
 	iter      jetstream.MessagesContext // replaced while holding both sem and mu
-	unsettled int                       // deliveries handed out and not yet settled
+	unsettled map[*delivery]struct{}    // handed out and not yet settled
 	stopped   bool                      // Stop has drained the iterator
 	deleted   bool                      // the ephemeral consumer is gone
 }
@@ -92,6 +96,7 @@ func newReceiver(t *transport, subject string, opts eventbus.SubscribeOptions) *
 			jetstream.PullHeartbeat(pullHeartbeat),
 		},
 		errClosed: fmt.Errorf("natsbus: receive from %s: %w", subject, eventbus.ErrClosed),
+		unsettled: make(map[*delivery]struct{}),
 		sem:       make(chan struct{}, 1),
 		done:      make(chan struct{}),
 		cfg: jetstream.ConsumerConfig{
@@ -252,7 +257,7 @@ func (r *receiver) deliver(msg jetstream.Msg) *delivery {
 	}
 	d.env = decodeEnvelope(msg, r.t.subject, stored)
 	r.mu.Lock()
-	r.unsettled++
+	r.unsettled[d] = struct{}{}
 	r.mu.Unlock()
 	return d
 }
@@ -393,16 +398,20 @@ func (r *receiver) caughtUp(ctx context.Context, target *uint64) (bool, error) {
 // Stop ends the receiver. In order: Next stops handing out deliveries and
 // returns an error wrapping eventbus.ErrClosed, now and from then on; the
 // receiver stops pulling; messages it had pulled but not handed out go
-// back to a durable consumer for redelivery (counting as an attempt).
-// Deliveries already handed out can still be settled. An ephemeral
+// back to a durable consumer for redelivery (counting as an attempt), and
+// so do deliveries handed out and not yet settled, so that the consumer's
+// next receiver, in this process or another, gets them at once instead of
+// after AckWait. Deliveries already handed out can still be settled (see
+// delivery.giveBack for what a settlement then does). An ephemeral
 // consumer is deleted as soon as they all are: by Stop if none is
 // pending, else by the settlement of the last one, or by the transport's
 // Close. A durable consumer stays on the broker, keeping its place.
 //
 // Stop waits for a Next in progress to return, and for the broker to
-// confirm the end of the pull; if ctx ends first it returns an error
-// wrapping ctx's, and Next returns ErrClosed all the same. Stop may be
-// called more than once.
+// confirm the end of the pull, unless the connection is down (the broker
+// could not confirm it); if ctx ends first it returns an error wrapping
+// ctx's, and Next returns ErrClosed all the same. Stop may be called more
+// than once.
 func (r *receiver) Stop(ctx context.Context) error {
 	return r.stop(ctx, false)
 }
@@ -427,11 +436,31 @@ func (r *receiver) stop(ctx context.Context, force bool) error {
 	if err != nil {
 		return fmt.Errorf("natsbus: stop receiver of %s: %w", r.subject, err)
 	}
+	if r.durable {
+		r.giveBackUnsettled()
+	}
 	return r.finish(ctx, force)
 }
 
+// giveBackUnsettled returns every delivery handed out and not yet settled
+// to the durable consumer (see delivery.giveBack), so that its next
+// receiver gets the event at once rather than after AckWait; Next hands
+// out nothing more by then.
+func (r *receiver) giveBackUnsettled() {
+	r.mu.Lock()
+	ds := slices.Collect(maps.Keys(r.unsettled))
+	r.mu.Unlock()
+	for _, d := range ds {
+		d.giveBack()
+	}
+}
+
 // drain ends the current iterator and gives back what it had buffered; the
-// caller holds sem.
+// caller holds sem. The iterator ends once the broker confirms the end of
+// its pull, which cannot happen while the connection is down: drain then
+// stops the iterator instead of waiting, every drainPoll, so that a Stop
+// or Close with the broker gone returns rather than wait out its ctx. The
+// broker lets the pull request expire by itself.
 func (r *receiver) drain(ctx context.Context) error {
 	if r.drained {
 		return nil
@@ -439,14 +468,23 @@ func (r *receiver) drain(ctx context.Context) error {
 	it := r.iter
 	it.Drain()
 	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			if cerr := ctx.Err(); cerr != nil {
-				return cerr
-			}
+		waitCtx, cancel := context.WithTimeout(ctx, drainPoll)
+		msg, err := it.Next(jetstream.NextContext(waitCtx))
+		cancel()
+		if err == nil {
+			r.giveBack(msg)
+			continue
+		}
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			break // drained
+		}
+		if r.t.nc.Status() != nats.CONNECTED {
+			it.Stop()
 			break
 		}
-		r.giveBack(msg)
 	}
 	r.drained = true
 	return nil
@@ -462,7 +500,7 @@ func (r *receiver) finish(ctx context.Context, force bool) error {
 	}
 	r.mu.Lock()
 	r.stopped = true
-	wait := r.unsettled > 0 && !force
+	wait := len(r.unsettled) > 0 && !force
 	r.mu.Unlock()
 	if wait {
 		return nil
@@ -470,12 +508,12 @@ func (r *receiver) finish(ctx context.Context, force bool) error {
 	return r.deleteConsumer(ctx)
 }
 
-// settled records that a delivery was settled, deleting a stopped
-// ephemeral consumer when it was the last one pending.
-func (r *receiver) settled(ctx context.Context) {
+// settled records that d was settled, deleting a stopped ephemeral
+// consumer when it was the last one pending.
+func (r *receiver) settled(ctx context.Context, d *delivery) {
 	r.mu.Lock()
-	r.unsettled--
-	last := r.stopped && r.unsettled == 0 && !r.durable
+	delete(r.unsettled, d)
+	last := r.stopped && len(r.unsettled) == 0 && !r.durable
 	r.mu.Unlock()
 	if last {
 		if err := r.deleteConsumer(ctx); err != nil {

@@ -284,13 +284,13 @@ func TestReceiver(t *testing.T) {
 		t.Parallel()
 		h := newHarness(t)
 		r := h.subscribe(eventbus.SubscribeOptions{Topic: "trade.executed", Name: "ledger"})
-		waiting := make(chan error)
+		waiting := make(chan error, 1)
 		go func() {
 			_, err := r.Next(context.Background())
 			waiting <- err
 		}()
 		require.NoError(t, r.Stop(h.ctx()))
-		err := <-waiting
+		err := receive(t, waiting, "the waiting Next to return")
 		assert.ErrorIs(t, err, eventbus.ErrClosed)
 		assert.ErrorContains(t, err, h.subject("trade.executed"))
 		_, err = r.Next(h.ctx())
@@ -307,9 +307,11 @@ func TestReceiver(t *testing.T) {
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 
 		// A Next that waits for its turn behind another honours its ctx too.
-		first := make(chan eventbus.Delivery)
+		first := make(chan eventbus.Delivery, 1)
 		go func() {
-			d, err := r.Next(context.Background())
+			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+			defer cancel()
+			d, err := r.Next(ctx)
 			assert.NoError(t, err)
 			first <- d
 		}()
@@ -319,7 +321,7 @@ func TestReceiver(t *testing.T) {
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 
 		e := h.publish("trade.executed", "{}")[0]
-		d := <-first
+		d := receive(t, first, "the first Next to return")
 		require.NotNil(t, d)
 		assert.Equal(t, e.ID, d.Envelope().ID)
 		require.NoError(t, d.Ack(h.ctx()))
@@ -362,13 +364,13 @@ func TestReceiver(t *testing.T) {
 		require.NoError(t, err)
 		r, err := tr.Subscribe(context.Background(), eventbus.SubscribeOptions{Topic: "trade.executed", Name: "ledger"})
 		require.NoError(t, err)
-		waiting := make(chan error)
+		waiting := make(chan error, 1)
 		go func() {
 			_, err := r.Next(context.Background())
 			waiting <- err
 		}()
 		nc.Close()
-		err = <-waiting
+		err = receive(t, waiting, "the waiting Next to return")
 		assert.ErrorIs(t, err, eventbus.ErrClosed)
 		assert.ErrorIs(t, err, nats.ErrConnectionClosed)
 		assert.NoError(t, tr.Close(context.Background()), "nothing to delete for a durable consumer")
@@ -382,9 +384,11 @@ func TestReceiver(t *testing.T) {
 		d := h.next(r)
 		require.NoError(t, d.Ack(h.ctx()))
 
-		next := make(chan eventbus.Delivery)
+		next := make(chan eventbus.Delivery, 1)
 		go func() {
-			d, err := r.Next(context.Background())
+			ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+			defer cancel()
+			d, err := r.Next(ctx)
 			assert.NoError(t, err)
 			next <- d
 		}()
@@ -394,7 +398,7 @@ func TestReceiver(t *testing.T) {
 		require.NoError(t, h.js.DeleteConsumer(h.ctx(), h.names.Stream, name))
 		e := h.publish("model.promoted", "m2")[0]
 
-		d = <-next
+		d = receive(t, next, "Next to return the event published after the deletion")
 		require.NotNil(t, d)
 		assert.Equal(t, e.ID, d.Envelope().ID, "the event after the last one handed out")
 		require.NoError(t, d.Ack(h.ctx()))
@@ -419,6 +423,164 @@ func TestReceiver(t *testing.T) {
 		}
 		assert.Equal(t, int32(len(envs)), it.missed.Load(), "waits that missed their wake-up")
 	})
+}
+
+// TestStopGivesBackWhatADurableReceiverHolds stops a durable receiver
+// while it holds a delivery it handed out and has not settled: the event
+// must come back to the consumer's next receiver at once, as the second
+// attempt, not after the AckWait of a process that is gone.
+func TestStopGivesBackWhatADurableReceiverHolds(t *testing.T) {
+	t.Parallel()
+	// AckWait would bring the events back too, far later than comeBack.
+	const ackWait, comeBack = 30 * time.Second, 5 * time.Second
+	tests := []struct {
+		name     string
+		inFlight int // MaxInFlight: more than 1 lets the receiver pull ahead
+		events   int // published; the stopped receiver holds the first
+	}{
+		{"a delivery handed out and not settled", 1, 1},
+		{"with events pulled and not handed out beside it", 3, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			opts := eventbus.SubscribeOptions{Topic: "trade.executed", Name: "ledger", MaxInFlight: tt.inFlight, AckWait: ackWait}
+			first := h.subscribe(opts)
+			envs := h.publish("trade.executed", payloads(tt.events)...)
+			held := h.next(first)
+			require.Equal(t, envs[0].ID, held.Envelope().ID)
+			require.Equal(t, 1, held.Attempt())
+			require.NoError(t, first.Stop(h.ctx()))
+
+			second := h.subscribe(opts)
+			attempts := map[eventbus.ID]int{}
+			ctx, cancel := context.WithTimeout(context.Background(), comeBack)
+			defer cancel()
+			for len(attempts) < tt.events {
+				d, err := second.Next(ctx)
+				require.NoError(t, err, "Next of the next receiver, %d of %d events back; AckWait is %v", len(attempts), tt.events, ackWait)
+				id := d.Envelope().ID
+				require.NotContains(t, attempts, id, "event %s delivered twice", id)
+				attempts[id] = d.Attempt()
+				require.NoError(t, d.Ack(h.ctx()))
+			}
+			assert.ElementsMatch(t, ids(envs), keys(attempts))
+			assert.Equal(t, 2, attempts[envs[0].ID], "attempt of the event the stopped receiver held")
+			assert.NoError(t, held.Ack(h.ctx()), "the holder can still settle it")
+			assert.ErrorContains(t, held.Ack(h.ctx()), "already settled")
+			info := h.consumer()
+			assert.Zero(t, info.NumAckPending, "deliveries pending")
+			assert.Zero(t, info.NumPending, "events not delivered")
+		})
+	}
+}
+
+// TestGroupMembersSubscribingAtOnce starts the members of a group, each a
+// process of its own, at the same moment, so that several find no
+// consumer and try to create it: the losers must bind to the winner's.
+// With different settings the broker refuses a second create outright
+// (consumer already exists); with the same ones it may accept it.
+func TestGroupMembersSubscribingAtOnce(t *testing.T) {
+	t.Parallel()
+	const members, events = 6, 60
+	tests := []struct {
+		name     string
+		inFlight func(member int) int
+	}{
+		{"with the same settings", func(int) int { return 2 }},
+		{"with different settings", func(member int) int { return member + 1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := natstest.Start(t)
+			h := startHarness(t, srv.Connect(t), srv.Names(t))
+			trs := []*harness{h}
+			for len(trs) < members {
+				trs = append(trs, h.sibling(srv))
+			}
+			type subscribed struct {
+				r   eventbus.Receiver
+				err error
+			}
+			results := make(chan subscribed, members)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i, m := range trs {
+				opts := eventbus.SubscribeOptions{Topic: "trade.executed", Group: "executors", MaxInFlight: tt.inFlight(i)}
+				ctx := m.ctx()
+				wg.Go(func() {
+					<-start
+					r, err := m.tr.Subscribe(ctx, opts)
+					results <- subscribed{r, err}
+				})
+			}
+			close(start)
+			wg.Wait() // each Subscribe is bounded by its ctx
+			close(results)
+			var rs []eventbus.Receiver
+			for res := range results {
+				if !assert.NoError(t, res.err, "Subscribe of a member") {
+					continue
+				}
+				rs = append(rs, res.r)
+				t.Cleanup(func() { _ = res.r.Stop(context.Background()) })
+			}
+			require.Len(t, rs, members, "members subscribed")
+			require.Len(t, h.consumers(), 1, "consumers of the group")
+
+			envs := h.publish("trade.executed", payloads(events)...)
+			got := shareOut(t, rs, events)
+			for _, e := range envs {
+				assert.Equal(t, 1, got[e.ID], "deliveries of event %s", e.ID)
+			}
+			info := h.consumer()
+			assert.Zero(t, info.NumAckPending, "deliveries pending")
+			assert.Zero(t, info.NumPending, "events not delivered")
+		})
+	}
+}
+
+// shareOut receives and acknowledges on every receiver at once until n
+// deliveries arrived, failing the test after waitFor; it returns how often
+// each event came.
+func shareOut(t *testing.T, rs []eventbus.Receiver, n int) map[eventbus.ID]int {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	received := make(chan eventbus.ID)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	for _, r := range rs {
+		wg.Go(func() {
+			for {
+				d, err := r.Next(ctx)
+				if err != nil {
+					return
+				}
+				assert.NoError(t, d.Ack(context.Background()))
+				select {
+				case received <- d.Envelope().ID:
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	got := map[eventbus.ID]int{}
+	deadline := time.After(waitFor)
+	for i := range n {
+		select {
+		case id := <-received:
+			got[id]++
+		case <-deadline:
+			t.Fatalf("received %d of %d deliveries", i, n)
+		}
+	}
+	return got
 }
 
 // wakeUpMisser is jetstream's iterator as it behaves under CPU load (see

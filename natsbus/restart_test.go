@@ -2,14 +2,18 @@ package natsbus_test
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/quantumtrader/eventbus"
+	"github.com/quantumtrader/eventbus/natsbus"
 	"github.com/quantumtrader/eventbus/natsbus/natstest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 )
 
 // TestBrokerRestart stops the broker under a durable and an ephemeral
@@ -101,7 +105,9 @@ func TestBusSurvivesABrokerRestart(t *testing.T) {
 
 	var mu sync.Mutex
 	handled := map[string]map[int]int{} // subscription: payload: handler calls
-	holding, release := make(chan struct{}), make(chan struct{})
+	holding, released := make(chan struct{}), make(chan struct{})
+	release := sync.OnceFunc(func() { close(released) })
+	t.Cleanup(release) // before Close, which would wait for the handler if the test failed first
 	var hold sync.Once
 	record := func(name string) eventbus.Handler[int] {
 		handled[name] = map[int]int{}
@@ -112,7 +118,7 @@ func TestBusSurvivesABrokerRestart(t *testing.T) {
 			if name == "ledger" && ev.Payload == 4 {
 				hold.Do(func() { // the first call of 4 runs while the broker goes
 					close(holding)
-					<-release
+					<-released
 				})
 			}
 			return nil
@@ -134,7 +140,7 @@ func TestBusSurvivesABrokerRestart(t *testing.T) {
 	publish(t, orders, 1, 2, 3, 4)
 	// With one event in flight at a time, the ledger holds 4 only once the
 	// broker has recorded the acknowledgements of 1, 2 and 3.
-	<-holding
+	receive(t, holding, "the ledger to start handling event 4")
 	require.Eventually(t, func() bool { return w.ackFloor("orders_") == 4 }, waitFor, 5*time.Millisecond,
 		"the ephemeral subscription's acknowledgements reach the broker")
 
@@ -145,7 +151,7 @@ func TestBusSurvivesABrokerRestart(t *testing.T) {
 	require.Error(t, err, "Publish with the broker down")
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "the cause")
 	assert.ErrorContains(t, err, w.names.SubjectPrefix+".orders", "the subject")
-	close(release) // its acknowledgement cannot reach the broker now
+	release() // its acknowledgement cannot reach the broker now
 
 	srv.Restart(t)
 	publish(t, orders, 6)
@@ -166,4 +172,75 @@ func TestBusSurvivesABrokerRestart(t *testing.T) {
 	for _, n := range []int{1, 2, 3, 4, 6} {
 		assert.Equal(t, 1, eph[n], "ephemeral: event %d", n)
 	}
+}
+
+// TestBusCloseWhenTheBrokerGoesDuringTheDrain closes a bus while its
+// durable subscriptions have events outstanding, one each in a handler
+// that works until Close gives up, and shuts the broker down while Close
+// waits on it for the rest. Close must give up at its deadline and say
+// so, without waiting on the lost broker for each subscription in turn,
+// and leave no goroutine behind once the connection is closed. It runs
+// alone (not in parallel), so that every goroutine it did not find at its
+// start is one it started.
+func TestBusCloseWhenTheBrokerGoesDuringTheDrain(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	srv := natstest.StartEmbedded(t)
+	names := srv.Names(t)
+	nc := srv.Connect(t)
+	tr, err := natsbus.New(nc, names.Options()...)
+	require.NoError(t, err)
+	bus, err := eventbus.New(eventbus.WithTransport(tr), eventbus.WithLogger(slog.New(slog.DiscardHandler)))
+	require.NoError(t, err)
+	orders := eventbus.MustTopic[int](bus, "orders")
+	const subscriptions = 3
+	started := make(chan string, subscriptions)
+	for i := range subscriptions {
+		name := fmt.Sprintf("ledger-%d", i)
+		var once sync.Once
+		_, err = orders.Subscribe(func(ctx context.Context, _ eventbus.Event[int]) error {
+			once.Do(func() { started <- name })
+			<-ctx.Done() // busy until Close gives up on the handlers
+			return ctx.Err()
+		}, eventbus.Name(name))
+		require.NoError(t, err)
+	}
+
+	// Close's drain asks the broker how far the ledger's consumer is; a
+	// subscriber on that API subject sees each question.
+	monitor := srv.Connect(t)
+	polls, err := monitor.SubscribeSync("$JS.API.CONSUMER.INFO." + names.Stream + ".>")
+	require.NoError(t, err)
+	publish(t, orders, 1, 2, 3)
+	for range subscriptions {
+		receive(t, started, "each handler to start on the first event")
+	}
+
+	const deadline = 2 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	closed := make(chan error, 1)
+	begun := time.Now()
+	go func() { closed <- bus.Close(ctx) }()
+	_, err = polls.NextMsg(waitFor)
+	require.NoError(t, err, "Close asks the broker how far the consumer is")
+	srv.Shutdown(t)
+
+	err = receive(t, closed, "Close to return with the broker gone")
+	took := time.Since(begun)
+	require.Error(t, err, "Close returned nil with every event unhandled")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	// Waiting on the broker to end each receiver's pull would cost a
+	// transport timeout per subscription.
+	assert.Less(t, took, deadline+natsbus.DefaultTimeout, "Close took %v with a deadline of %v", took, deadline)
+	t.Logf("Close returned after %v (deadline %v): %v", took, deadline, err)
+	st := bus.Stats()
+	assert.Zero(t, st.Delivered, "events handled")
+
+	// Close gave up on the handler; a second Close waits for what is left.
+	again, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	assert.NoError(t, bus.Close(again), "a second Close, once the handlers Close gave up on have returned")
+	nc.Close()
+	monitor.Close()
+	goleak.VerifyNone(t, before)
 }

@@ -342,13 +342,13 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	_, err = rs[1].Next(ctx)
 	require.NoError(t, err)
 	require.NoError(t, rs[3].Stop(ctx))
-	blocked := make(chan error)
+	blocked := make(chan error, 1)
 	go func() {
 		_, err := rs[3].Next(context.Background())
 		blocked <- err
 	}()
-	assert.ErrorIs(t, <-blocked, eventbus.ErrClosed)
-	idle := make(chan error)
+	assert.ErrorIs(t, receive(t, blocked, "Next of a stopped receiver to return"), eventbus.ErrClosed)
+	idle := make(chan error, 1)
 	go func() {
 		_, err := rs[0].Next(context.Background())
 		if err == nil {
@@ -358,7 +358,7 @@ func TestCloseLeavesNoGoroutine(t *testing.T) {
 	}()
 
 	require.NoError(t, tr.Close(ctx))
-	assert.ErrorIs(t, <-idle, eventbus.ErrClosed)
+	assert.ErrorIs(t, receive(t, idle, "an idle Next to return at Close"), eventbus.ErrClosed)
 	nc.Close()
 	srv.Shutdown(t)
 	goleak.VerifyNone(t, before)
