@@ -356,27 +356,26 @@ func (b *Bus) Topics() []TopicStats {
 // atomically, but not all at the same instant.
 func (b *Bus) Stats() Stats {
 	var st Stats
-	var sum tally
+	var sum Counts
 	for _, t := range b.topicList() { // unsorted: the sums do not care
 		ts := t.Stats()
 		st.Published += ts.Published
 		st.NoSubscribers += ts.NoSubscribers
 		st.QueueSize += ts.QueueSize
-		sum.add(ts.tally())
+		sum.add(ts.Counts)
 		if len(ts.Subscriptions) > 0 {
 			st.HandlerTypes++
 		}
 		st.TotalHandlers += len(ts.Subscriptions)
 	}
-	all, _ := b.retAll.load(b.all.Load().each, func(s *Subscription) (tally, hist.Snapshot) {
+	all, _ := b.retAll.load(b.all.Load().each, func(s *Subscription) (Counts, hist.Snapshot) {
 		ss, sl := s.stats()
 		st.QueueSize += ss.QueueLen
 		st.TotalHandlers++
-		return ss.tally(), sl
+		return ss.Counts, sl
 	})
 	sum.add(all)
-	st.Dispatched, st.Delivered, st.Errors, st.Panics = sum.dispatched, sum.delivered, sum.errors, sum.panics
-	st.Retries, st.Dropped, st.DeadLettered, st.Undelivered = sum.retries, sum.dropped, sum.deadLettered, sum.undelivered
+	st.Counts = sum
 	return st
 }
 

@@ -530,9 +530,9 @@ func (s *subscriber[T]) deliverSync(ctx context.Context, ev *Event[T]) error {
 // handlers, one handler of each such publish, in turn).
 func sampled(n uint64) bool { return n <= 16 || n%sampleEvery == 0 }
 
-// sampleEvery is how often a call is timed after the first 16. The two
-// clock reads of a timed call cost about 100 ns here, 0.4 ns a call spread
-// over 256; a busy subscription still has thousands of samples a second.
+// sampleEvery is how often a call is timed after the first 16: rarely
+// enough that the two clock reads of a timed call vanish in the average,
+// often enough that a busy subscription has thousands of samples a second.
 const sampleEvery = 256
 
 // deliver hands ev to the handler, retrying as Retry allows, and
@@ -558,10 +558,10 @@ func (s *subscriber[T]) retry(ctx context.Context, ev *Event[T], he *HandlerErro
 			return he // unsubscribed: no more attempts, nothing owed
 		}
 		if !s.pause(ctx, attempt) {
-			s.count(tally{undelivered: 1}) // Close gave up, or the publisher's ctx ended
+			s.count(Counts{Undelivered: 1}) // Close gave up, or the publisher's ctx ended
 			return he
 		}
-		s.count(tally{retries: 1})
+		s.count(Counts{Retries: 1})
 		attempt++
 		if he = s.attempt(ctx, ev, attempt, false); he == nil {
 			return nil
@@ -660,7 +660,7 @@ func (s *subscriber[T]) sendLetter(dl *DeadLetter) error {
 	if err := s.bus.publishDeadLetter(s.bus.handlerCtx, *dl); err != nil {
 		return err
 	}
-	s.count(tally{deadLettered: 1})
+	s.count(Counts{DeadLettered: 1})
 	return nil
 }
 
@@ -680,9 +680,9 @@ func call[T any](ctx context.Context, h Handler[T], ev *Event[T]) (stack []byte,
 // report counts, logs and hands on a failed handler call: at Warn when
 // another attempt follows, at Error when it was the last.
 func (b *Bus) report(s *Subscription, he *HandlerError, retrying bool) {
-	d := tally{errors: 1}
+	d := Counts{Errors: 1}
 	if he.Panic {
-		d.panics = 1
+		d.Panics = 1
 	}
 	s.count(d)
 	attrs := []slog.Attr{

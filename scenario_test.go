@@ -141,8 +141,7 @@ func TestExampleProgramScenarios(t *testing.T) {
 		// all but the trade to one consumer of its own: 6*2 + 5 deliveries.
 		want := eventbus.Stats{
 			Published:     6,
-			Dispatched:    17,
-			Delivered:     17,
+			Counts:        eventbus.Counts{Dispatched: 17, Delivered: 17},
 			HandlerTypes:  5, // the topics with a subscriber of their own: not trade.executed
 			TotalHandlers: 7, // six consumers, the runtime engine subscribed twice
 		}

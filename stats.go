@@ -8,24 +8,32 @@ import (
 	"github.com/quantumtrader/eventbus/internal/hist"
 )
 
+// Counts are the delivery counters that Stats, TopicStats and
+// SubscriptionStats share: for a subscription its own, for a topic the sum
+// over its subscriptions (past ones included), for the bus the sum over
+// every topic and SubscribeAll subscription.
+type Counts struct {
+	Dispatched   uint64 // deliveries begun: one per event and subscription that took it
+	Delivered    uint64 // deliveries whose handler returned nil (after retries, if any)
+	Errors       uint64 // handler calls that returned an error or panicked
+	Panics       uint64 // handler calls that panicked (also counted in Errors)
+	Retries      uint64 // handler calls made again after a failure (see Retry)
+	Dropped      uint64 // deliveries a DropNewest or DropOldest policy discarded
+	DeadLettered uint64 // deliveries given up after their last attempt and published as a DeadLetter
+	Undelivered  uint64 // deliveries abandoned because Close's ctx ended first
+}
+
 // Stats is a snapshot of a Bus's counters, summed over every topic and
-// subscription, including subscriptions that have since unsubscribed. The
-// first six are the counters of the Python bus this library replaces
-// (published, dispatched, errors, queue_size, handler_types, total_handlers).
+// subscription, including subscriptions that have since unsubscribed. It
+// covers the counters of the Python bus this library replaces (published,
+// dispatched, errors, queue_size, handler_types, total_handlers) and more.
 type Stats struct {
 	Published     uint64 // events accepted by Publish, PublishEvent and PublishWait
-	Dispatched    uint64 // deliveries begun: one per event and subscription that took it
-	Delivered     uint64 // deliveries whose handler returned nil (after retries, if any)
-	Errors        uint64 // handler calls that returned an error or panicked
-	Panics        uint64 // handler calls that panicked (also counted in Errors)
-	Retries       uint64 // handler calls made again after a failure (see Retry)
-	Dropped       uint64 // deliveries a DropNewest or DropOldest policy discarded
-	DeadLettered  uint64 // deliveries given up after their last attempt and published as a DeadLetter
 	NoSubscribers uint64 // events published while the topic had no subscription at all
-	Undelivered   uint64 // deliveries abandoned because Close's ctx ended first
-	QueueSize     int    // events waiting in subscription buffers now
-	HandlerTypes  int    // topics that have at least one subscription of their own
-	TotalHandlers int    // live subscriptions, SubscribeAll ones included
+	Counts
+	QueueSize     int // events waiting in subscription buffers now
+	HandlerTypes  int // topics that have at least one subscription of their own
+	TotalHandlers int // live subscriptions, SubscribeAll ones included
 }
 
 // TopicStats is a snapshot of one topic's counters; its Subscriptions are the
@@ -37,14 +45,7 @@ type TopicStats struct {
 	Type          string // the Go payload type, e.g. "eventbus.PolicyUpdated"
 	Published     uint64
 	NoSubscribers uint64
-	Dispatched    uint64
-	Delivered     uint64
-	Errors        uint64
-	Panics        uint64
-	Retries       uint64
-	Dropped       uint64
-	DeadLettered  uint64
-	Undelivered   uint64
+	Counts
 	QueueSize     int
 	HighWater     int           // the largest HighWater of its subscriptions
 	LatencyP50    time.Duration // handler latency over all its subscriptions
@@ -59,25 +60,18 @@ type TopicStats struct {
 // handler of every 256th publish, in turn. A Sync call is counted once the
 // publish that made it has run all its Sync handlers.
 type SubscriptionStats struct {
-	Name         string
-	Topic        string // the topic name, or "*" for SubscribeAll
-	Where        string // file:line of the Subscribe call
-	Sync         bool
-	Concurrency  int
-	Policy       FullPolicy
-	Dispatched   uint64
-	Delivered    uint64
-	Errors       uint64
-	Panics       uint64
-	Retries      uint64
-	Dropped      uint64
-	DeadLettered uint64
-	Undelivered  uint64
-	QueueLen     int // events waiting now
-	QueueCap     int // capacity of the buffer (summed over partitions); 0 for Sync
-	HighWater    int // the most events that have waited at once (summed over partitions)
-	LatencyP50   time.Duration
-	LatencyP99   time.Duration
+	Name        string
+	Topic       string // the topic name, or "*" for SubscribeAll
+	Where       string // file:line of the Subscribe call
+	Sync        bool
+	Concurrency int
+	Policy      FullPolicy
+	Counts
+	QueueLen   int // events waiting now
+	QueueCap   int // capacity of the buffer (summed over partitions); 0 for Sync
+	HighWater  int // the most events that have waited at once (summed over partitions)
+	LatencyP50 time.Duration
+	LatencyP99 time.Duration
 }
 
 // counters are a subscription's counts of rarer things, each incremented
@@ -88,32 +82,27 @@ type counters struct {
 	dispatched, delivered, errors, panics, retries, dropped, deadLettered, undelivered atomic.Uint64
 }
 
-// tally is a plain copy of counters, for sums.
-type tally struct {
-	dispatched, delivered, errors, panics, retries, dropped, deadLettered, undelivered uint64
-}
-
-func (c *counters) load() tally {
-	return tally{
-		dispatched:   c.dispatched.Load(),
-		delivered:    c.delivered.Load(),
-		errors:       c.errors.Load(),
-		panics:       c.panics.Load(),
-		retries:      c.retries.Load(),
-		dropped:      c.dropped.Load(),
-		deadLettered: c.deadLettered.Load(),
-		undelivered:  c.undelivered.Load(),
+func (c *counters) load() Counts {
+	return Counts{
+		Dispatched:   c.dispatched.Load(),
+		Delivered:    c.delivered.Load(),
+		Errors:       c.errors.Load(),
+		Panics:       c.panics.Load(),
+		Retries:      c.retries.Load(),
+		Dropped:      c.dropped.Load(),
+		DeadLettered: c.deadLettered.Load(),
+		Undelivered:  c.undelivered.Load(),
 	}
 }
 
 // add adds the non-zero counts of d.
-func (c *counters) add(d tally) {
+func (c *counters) add(d Counts) {
 	for _, f := range [...]struct {
 		c *atomic.Uint64
 		n uint64
 	}{
-		{&c.dispatched, d.dispatched}, {&c.delivered, d.delivered}, {&c.errors, d.errors}, {&c.panics, d.panics},
-		{&c.retries, d.retries}, {&c.dropped, d.dropped}, {&c.deadLettered, d.deadLettered}, {&c.undelivered, d.undelivered},
+		{&c.dispatched, d.Dispatched}, {&c.delivered, d.Delivered}, {&c.errors, d.Errors}, {&c.panics, d.Panics},
+		{&c.retries, d.Retries}, {&c.dropped, d.Dropped}, {&c.deadLettered, d.DeadLettered}, {&c.undelivered, d.Undelivered},
 	} {
 		if f.n != 0 {
 			f.c.Add(f.n)
@@ -121,30 +110,22 @@ func (c *counters) add(d tally) {
 	}
 }
 
-func (t *tally) add(u tally) {
-	t.dispatched += u.dispatched
-	t.delivered += u.delivered
-	t.errors += u.errors
-	t.panics += u.panics
-	t.retries += u.retries
-	t.dropped += u.dropped
-	t.deadLettered += u.deadLettered
-	t.undelivered += u.undelivered
-}
-
-func (s TopicStats) tally() tally {
-	return tally{s.Dispatched, s.Delivered, s.Errors, s.Panics, s.Retries, s.Dropped, s.DeadLettered, s.Undelivered}
-}
-
-func (s SubscriptionStats) tally() tally {
-	return tally{s.Dispatched, s.Delivered, s.Errors, s.Panics, s.Retries, s.Dropped, s.DeadLettered, s.Undelivered}
+func (t *Counts) add(u Counts) {
+	t.Dispatched += u.Dispatched
+	t.Delivered += u.Delivered
+	t.Errors += u.Errors
+	t.Panics += u.Panics
+	t.Retries += u.Retries
+	t.Dropped += u.Dropped
+	t.DeadLettered += u.DeadLettered
+	t.Undelivered += u.Undelivered
 }
 
 // retiredStats hold what the unsubscribed subscriptions of a topic counted:
 // the folded sum, and those still finishing a delivery.
 type retiredStats struct {
 	mu       sync.Mutex
-	sum      tally
+	sum      Counts
 	latency  hist.Snapshot
 	retiring map[*Subscription]struct{}
 }
@@ -154,7 +135,7 @@ type retiredStats struct {
 // the counts of those not retiring. Unsubscribe moves a subscription from
 // live to retiring under r.mu, so each is counted exactly once and the sums
 // never go down.
-func (r *retiredStats) load(each func(func(*Subscription)), live func(*Subscription) (tally, hist.Snapshot)) (tally, hist.Snapshot) {
+func (r *retiredStats) load(each func(func(*Subscription)), live func(*Subscription) (Counts, hist.Snapshot)) (Counts, hist.Snapshot) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t, lat := r.sum, r.latency

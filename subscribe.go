@@ -161,7 +161,7 @@ func (s *Subscription) retire() {
 
 // retireLate adds d, counted after retire had folded the subscription's
 // counts, to its topic's retired totals.
-func (s *Subscription) retireLate(d tally) {
+func (s *Subscription) retireLate(d Counts) {
 	r := s.bus.retired(s.topic)
 	r.mu.Lock()
 	r.sum.add(d)
@@ -169,11 +169,11 @@ func (s *Subscription) retireLate(d tally) {
 }
 
 // callTally is the count of one Sync call.
-func callTally(failed bool) tally {
+func callTally(failed bool) Counts {
 	if failed {
-		return tally{dispatched: 1}
+		return Counts{Dispatched: 1}
 	}
-	return tally{dispatched: 1, delivered: 1}
+	return Counts{Dispatched: 1, Delivered: 1}
 }
 
 // countCall counts one Sync call of a SubscribeAll subscription, or of
@@ -191,7 +191,7 @@ func (s *Subscription) countCall(fail bool) {
 // whose counts Unsubscribe has already folded into its topic's retired
 // totals, to those totals: a Sync call may go on failing, retrying and
 // dead-lettering after its subscription left.
-func (s *Subscription) count(d tally) {
+func (s *Subscription) count(d Counts) {
 	if s.callsMu == nil {
 		s.c.add(d)
 		return
@@ -202,7 +202,7 @@ func (s *Subscription) count(d tally) {
 // countUnlessFolded runs add under callsMu, unless retire has already
 // folded the subscription's counts into its topic's retired totals: then d
 // goes to those.
-func (s *Subscription) countUnlessFolded(d tally, add func()) {
+func (s *Subscription) countUnlessFolded(d Counts, add func()) {
 	s.callsMu.Lock()
 	folded := s.gate.Load()&gateFolded != 0
 	if !folded {
@@ -231,19 +231,19 @@ func (s *Subscription) syncCalls() (calls, delivers uint64) {
 }
 
 // load reads the subscription's counts.
-func (s *Subscription) load() tally {
+func (s *Subscription) load() Counts {
 	t := s.c.load()
 	if s.remote {
 		return t
 	}
 	if s.sync {
-		t.dispatched, t.delivered = s.syncCalls()
+		t.Dispatched, t.Delivered = s.syncCalls()
 		return t
 	}
 	for _, l := range s.lanes {
 		for _, w := range l.ws {
-			t.dispatched += w.pub.dispatched.Load()
-			t.delivered += w.pub.delivered.Load()
+			t.Dispatched += w.pub.dispatched.Load()
+			t.Delivered += w.pub.delivered.Load()
 		}
 	}
 	return t
@@ -263,14 +263,11 @@ func (s *Subscription) Stats() SubscriptionStats {
 
 // stats is Stats, and the latency histogram its quantiles come from.
 func (s *Subscription) stats() (SubscriptionStats, hist.Snapshot) {
-	t := s.load()
 	lat := s.latency.Snapshot()
 	st := SubscriptionStats{
 		Name: s.name, Topic: s.topic, Where: s.where,
 		Sync: s.sync, Concurrency: s.concurrency, Policy: s.policy,
-		Dispatched: t.dispatched, Delivered: t.delivered, Errors: t.errors,
-		Panics: t.panics, Retries: t.retries, Dropped: t.dropped,
-		DeadLettered: t.deadLettered, Undelivered: t.undelivered,
+		Counts:     s.load(),
 		LatencyP50: lat.Quantile(0.50), LatencyP99: lat.Quantile(0.99),
 	}
 	for _, l := range s.lanes {

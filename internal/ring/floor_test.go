@@ -5,7 +5,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // floorEvent has the size and shape of eventbus's ring slot for an

@@ -476,10 +476,10 @@ const (
 const spins = 4
 
 // minRun is the run a streaming reader lets build up before it takes one:
-// while fewer events wait, it waits at lingerLevel (a yield and about 1.5
-// µs), up to maxLingers times. A reader that keeps up takes runs of a few
+// while fewer events wait, it waits at lingerLevel (a yield and a short
+// pause), up to maxLingers times. A reader that keeps up takes runs of a few
 // events otherwise, and pulls every slot's line across cores as it is
-// written; waiting costs the last events of a burst up to about 15 µs.
+// written; waiting delays the last events of a burst a little.
 const (
 	minRun      = 64
 	lingerLevel = 4
