@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -349,27 +350,42 @@ func (s *syncWriter) String() string {
 }
 
 func TestStatsReportHandlerLatencyPercentiles(t *testing.T) {
-	bus := newBus(t)
-	topic := eventbus.MustTopic[int](bus, "t")
-	sub, err := topic.Subscribe(func(_ context.Context, ev eventbus.Event[int]) error {
-		if ev.Payload%100 == 0 {
-			time.Sleep(2 * time.Millisecond) // a slow tail: one call in a hundred
+	// In the bubble a handler's time.Sleep is its whole measured latency,
+	// exactly, however loaded the machine: the clock moves only while every
+	// goroutine is blocked.
+	const fast, slow = 50 * time.Microsecond, 2 * time.Millisecond
+	synctest.Test(t, func(t *testing.T) {
+		bus := newBus(t)
+		topic := eventbus.MustTopic[int](bus, "t")
+		sub, err := topic.Subscribe(func(_ context.Context, ev eventbus.Event[int]) error {
+			// One call in 16 is slow: 6% of the calls, so above the 99th
+			// percentile and far below the 50th. The sampler times calls
+			// 1-16 and every 256th (see SubscriptionStats); the 16th and
+			// every 256th are slow ones, 7 of its 22 samples.
+			if ev.Payload%16 == 15 {
+				time.Sleep(slow)
+			} else {
+				time.Sleep(fast)
+			}
+			return nil
+		})
+		require.NoError(t, err)
+		for n := range 1600 {
+			require.NoError(t, topic.Publish(context.Background(), n))
 		}
-		return nil
-	})
-	require.NoError(t, err)
-	for n := range 1600 {
-		require.NoError(t, topic.Publish(context.Background(), n))
-	}
-	closeBus(t, bus)
+		closeBus(t, bus)
 
-	st := sub.Stats()
-	assert.Positive(t, st.LatencyP50)
-	assert.Less(t, st.LatencyP50, time.Millisecond, "the typical call is quick")
-	assert.GreaterOrEqual(t, st.LatencyP99, st.LatencyP50)
-	ts := topic.Stats()
-	assert.Equal(t, st.LatencyP50, ts.LatencyP50, "the topic's percentiles cover its one subscription")
-	assert.Equal(t, st.LatencyP99, ts.LatencyP99)
+		// A quantile is the upper bound of its histogram bucket: at most
+		// 12.5% above the true value.
+		st := sub.Stats()
+		assert.GreaterOrEqual(t, st.LatencyP50, fast, "the median is a fast call")
+		assert.LessOrEqual(t, st.LatencyP50, fast+fast/8, "the median is a fast call")
+		assert.GreaterOrEqual(t, st.LatencyP99, slow, "the 99th percentile is a slow call: the tail is seen")
+		assert.LessOrEqual(t, st.LatencyP99, slow+slow/8, "the 99th percentile is a slow call: the tail is seen")
+		ts := topic.Stats()
+		assert.Equal(t, st.LatencyP50, ts.LatencyP50, "the topic's percentiles cover its one subscription")
+		assert.Equal(t, st.LatencyP99, ts.LatencyP99)
+	})
 }
 
 func TestCloseDeliversWhatHandlersPublishWhileItDrains(t *testing.T) {

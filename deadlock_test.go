@@ -15,21 +15,25 @@ import (
 func TestHandlerPublishingToItsOwnFullQueueGetsAnErrorInsteadOfADeadlock(t *testing.T) {
 	bus := newBus(t)
 	topic := eventbus.MustTopic[int](bus, "loop")
-	result := make(chan error, 1)
+	// The handler sends the results of its two publishes here, for the
+	// test's goroutine to check: require may not stop the handler's.
+	results := make(chan error, 2)
 	var handled []int
 	_, err := topic.Subscribe(func(ctx context.Context, ev eventbus.Event[int]) error {
 		handled = append(handled, ev.Payload)
 		if ev.Payload == 0 {
-			require.NoError(t, topic.Publish(ctx, 1)) // fills the buffer of one
-			result <- topic.Publish(ctx, 2)           // only this very handler could make room
+			results <- topic.Publish(ctx, 1) // fills the buffer of one
+			results <- topic.Publish(ctx, 2) // only this very handler could make room
 		}
 		return nil
 	}, eventbus.Queue(1), eventbus.Name("looper"))
 	require.NoError(t, err)
 
 	require.NoError(t, topic.Publish(context.Background(), 0))
-	err = receive(t, result, 1)[0]
+	errs := receive(t, results, 2)
 	closeBus(t, bus)
+	require.NoError(t, errs[0], "the publish that fills the buffer")
+	err = errs[1]
 
 	assert.ErrorIs(t, err, eventbus.ErrQueueFull)
 	assert.ErrorIs(t, err, eventbus.ErrDeadlock)

@@ -45,9 +45,13 @@ func TestParseIDRejectsMalformedText(t *testing.T) {
 		t.Run(s, func(t *testing.T) {
 			_, err := eventbus.ParseID(s)
 			assert.Error(t, err)
-			var id eventbus.ID
+			// A non-zero ID: a zero one could not tell a failed
+			// UnmarshalText that left it alone from one that zeroed it.
+			const was = "0190a5b2-7c3d-7e4f-8a1b-2c3d4e5f6a7b"
+			id, err := eventbus.ParseID(was)
+			require.NoError(t, err)
 			assert.Error(t, id.UnmarshalText([]byte(s)))
-			assert.True(t, id.IsZero(), "a failed UnmarshalText leaves the ID alone")
+			assert.Equal(t, was, id.String(), "a failed UnmarshalText leaves the ID alone")
 		})
 	}
 }

@@ -259,28 +259,42 @@ func TestReplay(t *testing.T) {
 		bus := newBus(t)
 		topic := eventbus.MustTopic[int](bus, "seq")
 		ctx, cancel := context.WithCancel(context.Background())
-		var wg sync.WaitGroup
 		var published atomic.Int64
-		wg.Go(func() {
+		// The publisher reports its error here, for the test's goroutine to
+		// fail on: require may not stop a goroutine other than the test's.
+		publisher := make(chan error, 1)
+		go func() {
 			for n := 0; ctx.Err() == nil; n++ {
-				require.NoError(t, topic.Publish(context.Background(), n))
+				if err := topic.Publish(context.Background(), n); err != nil {
+					publisher <- err
+					return
+				}
 				published.Store(int64(n))
 			}
-		})
-		for published.Load() < 1000 {
-			time.Sleep(time.Millisecond) // pacing the test's trigger, not waiting for delivery
+			publisher <- nil
+		}()
+		// reach paces the test's trigger (it does not wait for delivery),
+		// and stops at once if the publisher failed.
+		reach := func(n int64) {
+			for published.Load() < n {
+				select {
+				case err := <-publisher:
+					require.NoError(t, err, "Publish")
+					require.FailNow(t, "the publisher stopped early")
+				case <-time.After(time.Millisecond):
+				}
+			}
 		}
+		reach(1000)
 		var got []int
 		_, err := topic.Subscribe(func(_ context.Context, ev eventbus.Event[int]) error {
 			got = append(got, ev.Payload)
 			return nil
 		}, eventbus.Replay())
 		require.NoError(t, err)
-		for published.Load() < 2000 {
-			time.Sleep(time.Millisecond)
-		}
+		reach(2000)
 		cancel()
-		wg.Wait()
+		require.NoError(t, <-publisher, "Publish")
 		closeBus(t, bus)
 
 		require.NotEmpty(t, got)

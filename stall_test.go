@@ -5,7 +5,9 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -90,17 +92,33 @@ func TestStalledHandlerIsLoggedOnceWithWhereItSubscribed(t *testing.T) {
 }
 
 func TestQuickHandlersAreNotReportedAsStalled(t *testing.T) {
-	logs := newLogWatch("eventbus: handler stalled")
-	bus := newBus(t, eventbus.WithLogger(slog.New(logs)), eventbus.WithStallTimeout(50*time.Millisecond))
-	topic := eventbus.MustTopic[int](bus, "t")
-	_, err := topic.Subscribe(func(context.Context, eventbus.Event[int]) error { return nil })
-	require.NoError(t, err)
-	deadline := time.Now().Add(300 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		require.NoError(t, topic.Publish(context.Background(), 1))
-	}
-	closeBus(t, bus)
-	assert.Empty(t, logs.matching())
+	// In a synctest bubble the clock moves only while every goroutine is
+	// blocked, so a handler takes exactly its sleep and the watcher's
+	// passes come exactly on time: on a loaded machine a descheduled
+	// quick handler cannot pass for a stalled one. The handlers are quick
+	// but not instant (3/5 of the timeout each, back to back for 10 of
+	// them), and then the worker sits parked for many timeouts: neither
+	// is a stall.
+	const timeout = 50 * time.Millisecond
+	synctest.Test(t, func(t *testing.T) {
+		logs := newLogWatch("eventbus: handler stalled")
+		bus := newBus(t, eventbus.WithLogger(slog.New(logs)), eventbus.WithStallTimeout(timeout))
+		topic := eventbus.MustTopic[int](bus, "t")
+		var calls atomic.Int64
+		_, err := topic.Subscribe(func(context.Context, eventbus.Event[int]) error {
+			calls.Add(1)
+			time.Sleep(timeout * 3 / 5)
+			return nil
+		})
+		require.NoError(t, err)
+		for n := range 10 {
+			require.NoError(t, topic.Publish(context.Background(), n))
+		}
+		time.Sleep(20 * timeout) // the handlers' 6 timeouts of work, then the worker parked
+		require.EqualValues(t, 10, calls.Load(), "the handlers are done")
+		closeBus(t, bus)
+		assert.Empty(t, logs.matching())
+	})
 }
 
 func TestPublisherBlockedOnAFullBufferIsLogged(t *testing.T) {

@@ -101,30 +101,46 @@ func TestStressPublishSubscribeUnsubscribe(t *testing.T) {
 		})
 	}
 	// Churn: subscriptions come and go while the publishers run; each checks
-	// that what it sees while subscribed is consecutive.
+	// that what it sees while subscribed is consecutive. A churner stops at
+	// its first error, which the test's goroutine then fails on (require
+	// may not stop another goroutine).
 	var churned atomic.Int64
-	for g := range 2 {
+	churnErrs := make([]error, 2)
+	for g := range churnErrs {
 		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(g), 7))
-			for ctx.Err() == nil {
-				c := newOrderCheck(fmt.Sprintf("churn-%d", g))
-				opts := [][]eventbus.SubOption{nil, {eventbus.Sync()}, {eventbus.Queue(4)}, {eventbus.Replay()}}[rng.IntN(4)]
-				sub, err := topic.Subscribe(func(_ context.Context, ev eventbus.Event[msg]) error {
-					c.see(ev.Payload, false)
-					return nil
-				}, opts...)
-				require.NoError(t, err)
-				time.Sleep(time.Duration(rng.IntN(2000)) * time.Microsecond) // let it live a little
-				require.NoError(t, sub.Unsubscribe())
-				c.mu.Lock()
-				require.NoError(t, c.err)
-				c.mu.Unlock()
-				churned.Add(1)
-			}
+			churnErrs[g] = func() error {
+				rng := rand.New(rand.NewPCG(uint64(g), 7))
+				for ctx.Err() == nil {
+					c := newOrderCheck(fmt.Sprintf("churn-%d", g))
+					opts := [][]eventbus.SubOption{nil, {eventbus.Sync()}, {eventbus.Queue(4)}, {eventbus.Replay()}}[rng.IntN(4)]
+					sub, err := topic.Subscribe(func(_ context.Context, ev eventbus.Event[msg]) error {
+						c.see(ev.Payload, false)
+						return nil
+					}, opts...)
+					if err != nil {
+						return fmt.Errorf("subscribing: %w", err)
+					}
+					time.Sleep(time.Duration(rng.IntN(2000)) * time.Microsecond) // let it live a little
+					if err := sub.Unsubscribe(); err != nil {
+						return fmt.Errorf("unsubscribing: %w", err)
+					}
+					c.mu.Lock()
+					err = c.err
+					c.mu.Unlock()
+					if err != nil {
+						return err
+					}
+					churned.Add(1)
+				}
+				return nil
+			}()
 		})
 	}
 	wg.Wait()
 	closeBus(t, bus)
+	for g, err := range churnErrs {
+		require.NoError(t, err, "churner %d", g)
+	}
 
 	total := 0
 	for _, n := range published {

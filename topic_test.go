@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -153,22 +154,32 @@ func TestPublishWait(t *testing.T) {
 	})
 
 	t.Run("runs Sync handlers in parallel up to WithWorkers", func(t *testing.T) {
-		bus := newBus(t, eventbus.WithWorkers(2))
-		topic := eventbus.MustTopic[int](bus, "t")
-		var running, peak atomic.Int64
-		for range 6 {
-			_, err := topic.Subscribe(func(context.Context, eventbus.Event[int]) error {
-				n := running.Add(1)
-				for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
-				}
-				time.Sleep(5 * time.Millisecond) // give the other workers time to overlap
-				running.Add(-1)
-				return nil
-			}, eventbus.Sync())
-			require.NoError(t, err)
-		}
-		require.NoError(t, topic.PublishWait(context.Background(), 1))
-		assert.EqualValues(t, 2, peak.Load())
+		// In the bubble, a handler's sleep ends only once every goroutine
+		// is blocked: each handler PublishWait may start runs into the
+		// sleep of the others, however slow the machine, and the peak is
+		// exactly the limit.
+		synctest.Test(t, func(t *testing.T) {
+			bus := newBus(t, eventbus.WithWorkers(2))
+			topic := eventbus.MustTopic[int](bus, "t")
+			var running, peak, calls atomic.Int64
+			for range 6 {
+				_, err := topic.Subscribe(func(context.Context, eventbus.Event[int]) error {
+					calls.Add(1)
+					n := running.Add(1)
+					for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+					}
+					time.Sleep(5 * time.Millisecond)
+					running.Add(-1)
+					return nil
+				}, eventbus.Sync())
+				require.NoError(t, err)
+			}
+			start := time.Now()
+			require.NoError(t, topic.PublishWait(context.Background(), 1))
+			assert.EqualValues(t, 6, calls.Load())
+			assert.EqualValues(t, 2, peak.Load(), "two handlers at once, never more")
+			assert.Equal(t, 3*5*time.Millisecond, time.Since(start), "six handlers ran two at a time")
+		})
 	})
 
 	t.Run("reports a drop as ErrQueueFull", func(t *testing.T) {

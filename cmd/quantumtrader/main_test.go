@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -39,7 +40,20 @@ func runJSON(t *testing.T, ctx context.Context, args ...string) (Summary, string
 }
 
 func TestRun(t *testing.T) {
-	sum, live := runJSON(t, t.Context(), "-duration", "1s", "-seed", "1")
+	// In a synctest bubble the clock moves only while every goroutine is
+	// blocked: the feed's pacer fires only once the system has reacted to
+	// the ticks before, as on an infinitely fast machine. What the
+	// subtests check of market-time rates then holds however loaded the
+	// machine that runs them. (Subtests may not run in the bubble.)
+	var sum Summary
+	var live string
+	synctest.Test(t, func(t *testing.T) {
+		sum, live = runJSON(t, t.Context(), "-duration", "1s", "-seed", "1")
+	})
+
+	t.Run("the feed publishes exactly rate times duration ticks", func(t *testing.T) {
+		assert.EqualValues(t, memoryRate, sum.Components.MarketFeed.Ticks)
+	})
 
 	t.Run("loses no event", func(t *testing.T) {
 		assert.True(t, sum.Delivery.OK, "problems: %q", sum.Delivery.Problems)
@@ -129,11 +143,40 @@ func assertOnlyTheWebhookFailed(t *testing.T, sum Summary) {
 // Flat out, the queues are full when the market stops: the reactions
 // still under way (trades, health changes, policies) must run out before
 // Close refuses publishes.
+//
+// How many ticks a flat-out run sends depends on the machine (a loaded one
+// may send fewer than the default rate would): that the feed is then paced
+// by its subscribers alone is TestMarketFeedFlatOutIsPacedByItsSubscribers.
 func TestRunFlatOutSettlesBeforeClosing(t *testing.T) {
 	sum, _ := runJSON(t, t.Context(), "-duration", "300ms", "-rate", "0", "-quiet")
 	assert.True(t, sum.Delivery.OK, "problems: %q", sum.Delivery.Problems)
 	assertOnlyTheWebhookFailed(t, sum)
-	assert.Greater(t, sum.Components.MarketFeed.Ticks, uint64(300*5), "faster than the default rate")
+	assert.Zero(t, sum.Rate, "the run was flat out")
+	assert.NotZero(t, sum.Components.MarketFeed.Ticks)
+}
+
+// With -rate 0 the feed publishes as fast as its subscribers take the
+// ticks, and no faster or slower: in a synctest bubble, where a handler
+// takes exactly its sleep, a handler of 100 µs lets through exactly one
+// tick per 100 µs of the session, twice what the default rate would send.
+func TestMarketFeedFlatOutIsPacedByItsSubscribers(t *testing.T) {
+	const session, perTick = time.Second, 100 * time.Microsecond
+	synctest.Test(t, func(t *testing.T) {
+		bus, err := eventbus.New()
+		require.NoError(t, err)
+		_, err = tickTopic(bus).Subscribe(func(context.Context, eventbus.Event[Tick]) error {
+			time.Sleep(perTick)
+			return nil
+		}, eventbus.Sync())
+		require.NoError(t, err)
+		feed := newMarketFeed(bus, newMarket(1), config{rate: 0, duration: session, seed: 1})
+
+		require.NoError(t, feed.run(t.Context()))
+		require.NoError(t, bus.Close(t.Context()))
+
+		assert.EqualValues(t, int64(session/perTick), feed.state().Ticks, "one tick per handler call of the session")
+		assert.Greater(t, feed.state().Ticks, uint64(memoryRate*session.Seconds()), "faster than the default rate")
+	})
 }
 
 func TestRunPrintsTheSummaryAsText(t *testing.T) {
@@ -149,12 +192,22 @@ func TestRunPrintsTheSummaryAsText(t *testing.T) {
 
 // An interrupt (Ctrl-C cancels run's ctx) ends the run early, and it still
 // drains the bus and reports.
+//
+// It runs in a synctest bubble, where the clock moves only while every
+// goroutine is blocked: the run's elapsed time is then its own, not the
+// machine's load.
 func TestRunStopsCleanlyWhenInterrupted(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	sum, _ := runJSON(t, ctx, "-duration", "1m", "-quiet")
-	assert.Less(t, time.Since(start), 10*time.Second)
+	var sum Summary
+	var took time.Duration
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		sum, _ = runJSON(t, ctx, "-duration", "1m", "-quiet")
+		took = time.Since(start)
+	})
+	assert.GreaterOrEqual(t, took, 300*time.Millisecond, "it ran until the interrupt")
+	assert.Less(t, took, closeTimeout, "and then stopped, without waiting out the minute or a Close deadline")
 	assert.True(t, sum.Interrupted)
 	assert.True(t, sum.Delivery.OK, "problems: %q", sum.Delivery.Problems)
 	assertOnlyTheWebhookFailed(t, sum)
