@@ -2,6 +2,7 @@ package eventbus
 
 import (
 	"context"
+	"log/slog"
 	"time"
 )
 
@@ -41,4 +42,35 @@ func (b *Bus) publishDeadLetter(ctx context.Context, dl DeadLetter) error {
 	}
 	ev := Event[DeadLetter]{Payload: dl}
 	return t.publish(ctx, &ev, true)
+}
+
+// deadLetter publishes a DeadLetter for an event whose attempts all failed.
+func (s *subscriber[T]) deadLetter(ctx context.Context, ev *Event[T], he *HandlerError) {
+	if ev.Topic == DeadLetterTopic {
+		s.bus.logger.LogAttrs(ctx, slog.LevelError, "eventbus: dead-letter handler failed; the dead letter is not dead-lettered again",
+			slog.String("subscriber", s.name), slog.String("event_id", ev.ID.String()), slog.Any("error", he.Err))
+		return
+	}
+	if err := s.sendLetter(s.letter(ev, he)); err != nil {
+		s.bus.logger.LogAttrs(ctx, slog.LevelError, "eventbus: dead letter lost",
+			slog.String("topic", ev.Topic), slog.String("event_id", ev.ID.String()),
+			slog.String("subscriber", s.name), slog.Any("error", err))
+	}
+}
+
+// letter is the dead letter of ev, whose last attempt failed with he.
+func (s *subscriber[T]) letter(ev *Event[T], he *HandlerError) *DeadLetter {
+	return &DeadLetter{
+		Topic: ev.Topic, EventID: ev.ID, Time: ev.Time, Subscriber: s.name,
+		Attempts: he.Attempt, Error: he.Err.Error(), Payload: ev.Payload, Metadata: ev.Metadata,
+	}
+}
+
+// sendLetter publishes dl and counts it.
+func (s *subscriber[T]) sendLetter(dl *DeadLetter) error {
+	if err := s.bus.publishDeadLetter(s.bus.handlerCtx, *dl); err != nil {
+		return err
+	}
+	s.count(Counts{DeadLettered: 1})
+	return nil
 }

@@ -405,3 +405,59 @@ type workerKey struct{}
 func workerContext(parent context.Context, w *worker) context.Context {
 	return context.WithValue(parent, workerKey{}, w)
 }
+
+// Subscribe registers h for the topic's events. By default h runs in a
+// goroutine of its own, fed by a buffer of WithQueueSize events, one event at
+// a time in publish order; the options change that (Sync, Queue,
+// Concurrency, OnFull, Name, Retry, Replay, PartitionBy). It returns an
+// error wrapping ErrNilHandler for a nil h, ErrInvalidOption for a bad
+// option, and ErrClosed once Close has begun. On a bus with a Transport it
+// makes or joins the subscription's consumer on the broker (see
+// WithTransport), and returns the error if it cannot.
+func (t *Topic[T]) Subscribe(h Handler[T], opts ...SubOption) (*Subscription, error) {
+	if h == nil {
+		return nil, fmt.Errorf("%w: Subscribe on %s", ErrNilHandler, t.name)
+	}
+	cfg, err := t.bus.subConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	s, err := newSubscriber(t.bus, t.name, h, cfg, callerLine(1))
+	if err != nil {
+		return nil, err
+	}
+	s.list, s.listMu, s.prodMu = &t.subs, &t.mu, &t.mu
+	if s.sync {
+		s.callsMu = &t.mu // finishSync counts its calls
+	}
+	if s.remote != nil {
+		err = attachRemote(t.bus, s, func() error {
+			t.mu.Lock()
+			t.subs.Store(t.subs.Load().with(s))
+			t.mu.Unlock()
+			if err := s.listen(t.name, t.decode); err != nil {
+				s.detach()
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		return s.Subscription, nil
+	}
+	err = attach(t.bus, s, func() []Event[T] {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		s.joinShared(t.sharedRing)
+		t.subs.Store(t.subs.Load().with(s))
+		if !s.replay || !t.hasLatest {
+			return nil
+		}
+		return s.replayLocked([]Event[T]{t.latest})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.Subscription, nil
+}

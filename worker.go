@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/quantumtrader/eventbus/internal/ring"
 )
 
 // lane is one buffer of an asynchronous subscription and the workers that
@@ -149,4 +152,88 @@ func (b *Bus) scanStalls(now time.Time, seen map[*worker]stall) map[*worker]stal
 		}
 	}
 	return next
+}
+
+// run is one worker goroutine: it takes events off its lane's ring and
+// handles them in order until the ring is closed and read, or the lane is
+// removed.
+func (s *subscriber[T]) run(ctx context.Context, w *worker, rw *ring.Worker[item[T]], replay []item[T]) {
+	for i := range replay {
+		s.handleItem(ctx, w, &replay[i])
+	}
+	for {
+		it, p := s.runFrom(ctx, w, rw)
+		if p == nil {
+			return
+		}
+		// A handler panicked on its first attempt: go on with the rest of
+		// the delivery, then with the next event.
+		if err := s.retry(ctx, &it.ev, s.failure(&it.ev, 1, p.stack, &panicError{value: p.value})); err == nil {
+			w.delivered++
+		}
+	}
+}
+
+// runFrom handles events until the ring is done, or until a handler panics:
+// then it returns the event and the panic. Handlers are called directly, and
+// panics recovered once per run of events rather than once per event; the
+// rarer cases (a PublishWait, a timed call, an abandoned or unsubscribed
+// event) go through handleItem.
+func (s *subscriber[T]) runFrom(ctx context.Context, w *worker, rw *ring.Worker[item[T]]) (cur *item[T], p *recovered) {
+	defer func() {
+		if r := recover(); r != nil {
+			p = &recovered{value: r, stack: debug.Stack()}
+		}
+	}()
+	for {
+		it, st := rw.Next()
+		switch st {
+		case ring.Done:
+			return nil, nil
+		case ring.Taken: // Close gave up on it and counted it
+			if it.w != nil && it.w.selfLane != w.lane {
+				it.w.finish(s.abandoned(&it.ev))
+			}
+			continue
+		}
+		if it.w != nil || sampled(w.dispatched+1) || s.gate.Load()&gateClosed != 0 || s.bus.aborted.Load() {
+			s.handleItem(ctx, w, it)
+			continue
+		}
+		cur = it
+		w.dispatched++
+		if err := s.handler(ctx, it.ev); err != nil {
+			if s.retry(ctx, &it.ev, s.failure(&it.ev, 1, nil, err)) == nil {
+				w.delivered++
+			}
+		} else {
+			w.delivered++
+		}
+		if w.dispatched%runLength == 0 {
+			w.flush()
+		}
+	}
+}
+
+func (s *subscriber[T]) handleItem(ctx context.Context, w *worker, it *item[T]) {
+	var err error
+	switch {
+	case s.bus.aborted.Load():
+		s.c.undelivered.Add(1)
+		err = s.abandoned(&it.ev)
+	case s.gate.Load()&gateClosed != 0:
+		// unsubscribed: no delivery starts, and nothing is owed
+	default:
+		w.dispatched++
+		if err = s.deliver(ctx, &it.ev, sampled(w.dispatched)); err == nil {
+			w.delivered++
+		}
+		if w.dispatched%runLength == 0 {
+			w.flush()
+		}
+	}
+	if it.w != nil && it.w.selfLane != w.lane {
+		w.flush() // PublishWait's caller may look at the statistics next
+		it.w.finish(err)
+	}
 }
