@@ -99,6 +99,8 @@ func (b *Bus) subConfig(opts []SubOption) (subConfig, error) {
 		return cfg, fmt.Errorf("%w: %s needs the in-memory bus, not a transport: %w", ErrInvalidOption, cfg.local, errors.ErrUnsupported)
 	case b.cfg.transport == nil && cfg.group != "":
 		return cfg, fmt.Errorf("%w: Group needs a transport (WithTransport): %w", ErrInvalidOption, errors.ErrUnsupported)
+	case b.cfg.transport == nil && cfg.ackWait != 0:
+		return cfg, fmt.Errorf("%w: AckWait needs a transport (WithTransport): %w", ErrInvalidOption, errors.ErrUnsupported)
 	}
 	return cfg, nil
 }
