@@ -234,7 +234,7 @@ type subConfig struct {
 	buffered    string // the first option that needs a buffer, to refuse it with Sync
 	group       string
 	ackWait     time.Duration // 0: the bus's WithAckWait
-	local       string // the first option that needs the in-memory bus, to refuse it with a transport
+	local       string        // the first option that needs the in-memory bus, to refuse it with a transport
 }
 
 func (c *subConfig) needsMemory(opt string) {
