@@ -28,6 +28,9 @@ const (
 	// settled before it redelivers it, when SubscribeOptions.AckWait is 0
 	// (JetStream's own default).
 	DefaultAckWait = 30 * time.Second
+	// DefaultPullBatch is how many messages a receiver fetches ahead of
+	// its handlers (see WithPullBatch).
+	DefaultPullBatch = 256
 )
 
 // An Option configures the transport made by New. An option given an
@@ -43,6 +46,8 @@ type config struct {
 	duplicates time.Duration // 0: DefaultDuplicateWindow, capped by maxAge
 	timeout    time.Duration
 	logger     *slog.Logger
+	batch      int // messages a receiver fetches ahead
+	window     int // WithAsyncPublish: publishes awaiting their ack; 0: publish synchronously
 }
 
 func defaultConfig() config {
@@ -51,6 +56,7 @@ func defaultConfig() config {
 		prefix:  DefaultSubjectPrefix,
 		storage: jetstream.FileStorage,
 		timeout: DefaultTimeout,
+		batch:   DefaultPullBatch,
 	}
 }
 
@@ -167,6 +173,26 @@ func WithLogger(l *slog.Logger) Option {
 			return fmt.Errorf("%w: WithLogger(nil)", eventbus.ErrInvalidOption)
 		}
 		c.logger = l
+		return nil
+	}
+}
+
+// WithPullBatch sets how many messages each receiver fetches from the
+// broker ahead of its handlers (default DefaultPullBatch; a receiver with
+// a larger MaxInFlight fetches that many). A larger batch costs fewer
+// round trips; it also holds more events away from the other members of a
+// group, and every fetched event's AckWait runs while it waits: keep the
+// batch times a handler's duration well under the AckWait, or events wait
+// so long in the batch that the broker delivers them again. Each
+// consumer's MaxAckPending is 32 times a receiver's batch plus MaxInFlight,
+// so that up to 32 members of a group each hold a full batch without
+// waiting for each other. n must be between 1 and 10000.
+func WithPullBatch(n int) Option {
+	return func(c *config) error {
+		if n < 1 || n > 10000 {
+			return fmt.Errorf("%w: WithPullBatch(%d): want 1 to 10000", eventbus.ErrInvalidOption, n)
+		}
+		c.batch = n
 		return nil
 	}
 }

@@ -174,11 +174,13 @@ func (t *transport) Publish(ctx context.Context, env *eventbus.Envelope) error {
 //
 // A new consumer starts with events published from now on, or with the
 // last stored event of the topic if opts.Replay is set; an existing durable
-// consumer resumes where it stopped, whatever Replay says. MaxInFlight
-// (default 1, which keeps publish order even across retries) bounds the
-// deliveries of the consumer handed out and not settled; for a group it
-// bounds the whole group. AckWait defaults to DefaultAckWait. The settings
-// of an existing durable consumer are updated to these. A negative
+// consumer resumes where it stopped, whatever Replay says. The receiver
+// fetches a batch of messages ahead (WithPullBatch, or MaxInFlight if
+// larger) and hands them out in stream order; MaxInFlight (default 1) is
+// how many of them its callers work on at once, in this process. The
+// consumer's MaxAckPending leaves room for 32 receivers each holding that
+// much (see the package doc). AckWait defaults to DefaultAckWait. The
+// settings of an existing durable consumer are updated to these. A negative
 // MaxInFlight or AckWait gives an error wrapping eventbus.ErrInvalidOption,
 // a bad topic one wrapping eventbus.ErrInvalidTopic.
 func (t *transport) Subscribe(ctx context.Context, opts eventbus.SubscribeOptions) (eventbus.Receiver, error) {
