@@ -53,6 +53,8 @@ type Bus struct {
 	transportOnce sync.Once
 	stopWatch     chan struct{}
 	workersDone   chan struct{}
+
+	failedPublishes atomic.Uint64 // events an AsyncPublisher's broker did not store
 }
 
 // New returns a running bus configured by opts. An invalid option is an
@@ -82,6 +84,9 @@ func New(opts ...Option) (*Bus, error) {
 	}
 	b.handlerCtx, b.cancel = context.WithCancel(context.Background())
 	b.handlerCtx = context.WithValue(b.handlerCtx, handlerKey{}, b)
+	if ap, ok := cfg.transport.(AsyncPublisher); ok {
+		ap.OnPublishFailure(b.publishFailed)
+	}
 	return b, nil
 }
 
@@ -270,6 +275,9 @@ func (b *Bus) settle(ctx context.Context) error {
 				return ctx.Err()
 			}
 		}
+		if err := b.flushTransport(ctx); err != nil {
+			return err
+		}
 		for _, s := range b.liveList() {
 			if err := s.typed.drain(ctx); err != nil {
 				if ctx.Err() != nil {
@@ -379,6 +387,7 @@ func (b *Bus) Stats() Stats {
 	sum.add(all)
 	st.Dispatched, st.Delivered, st.Errors, st.Panics = sum.dispatched, sum.delivered, sum.errors, sum.panics
 	st.Retries, st.Dropped, st.DeadLettered, st.Undelivered = sum.retries, sum.dropped, sum.deadLettered, sum.undelivered
+	st.PublishFailed = b.failedPublishes.Load()
 	return st
 }
 

@@ -60,6 +60,31 @@ func (t *Topic[T]) publishRemote(ctx context.Context, ev *Event[T], internal boo
 	return nil
 }
 
+// publishFailed is the bus's report of an event that a Transport's
+// Publish accepted and its broker then did not store (an AsyncPublisher):
+// counted in Stats.PublishFailed, logged, and given to the error handler
+// as a *HandlerError with no Subscriber.
+func (b *Bus) publishFailed(env *Envelope, err error) {
+	b.failedPublishes.Add(1)
+	b.logger.LogAttrs(context.Background(), slog.LevelError, "eventbus: the broker did not store a published event",
+		slog.String("topic", env.Topic), slog.String("event_id", env.ID.String()), slog.Any("error", err))
+	if b.cfg.errorHandler != nil {
+		b.callErrorHandler(&HandlerError{Topic: env.Topic, EventID: env.ID, Err: err})
+	}
+}
+
+// flushTransport waits until the broker stored, or the transport
+// reported, every event published so far, on a transport that publishes
+// asynchronously.
+func (b *Bus) flushTransport(ctx context.Context) error {
+	if ap, ok := b.cfg.transport.(AsyncPublisher); ok {
+		if err := ap.Flush(ctx); err != nil {
+			return fmt.Errorf("eventbus: flushing the transport's publishes: %w", err)
+		}
+	}
+	return nil
+}
+
 // publishWaitRemote is PublishWait on a bus with a Transport, which cannot
 // wait for handlers in other processes. It answers as PublishWait would
 // for what it can check, so that ErrClosed and a *ValidationError keep

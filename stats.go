@@ -23,6 +23,7 @@ type Stats struct {
 	DeadLettered  uint64 // deliveries given up after their last attempt and published as a DeadLetter
 	NoSubscribers uint64 // events published while the topic had no subscription at all
 	Undelivered   uint64 // deliveries abandoned because Close's ctx ended first
+	PublishFailed uint64 // events Publish accepted that a transport's broker then did not store (see AsyncPublisher)
 	QueueSize     int    // events waiting in subscription buffers now
 	HandlerTypes  int    // topics that have at least one subscription of their own
 	TotalHandlers int    // live subscriptions, SubscribeAll ones included
