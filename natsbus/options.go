@@ -196,3 +196,28 @@ func WithPullBatch(n int) Option {
 		return nil
 	}
 }
+
+// WithAsyncPublish makes Publish return once the event is queued on the
+// connection, with its ID as Nats-Msg-Id, instead of once the stream has
+// stored it: a feed then publishes at the connection's speed rather than
+// one round trip per event. At most window publishes await the stream's
+// acknowledgement; a Publish that finds the window full waits for room,
+// until its ctx ends (it then returns an error wrapping ctx's, and the
+// event is not published). A publish whose acknowledgement does not come
+// within WithTimeout, or that met a disconnection, is sent again, up to 3
+// times, the duplicate window making that safe; one the broker refused,
+// or that was never acknowledged, is reported through the bus's error
+// handler (a *eventbus.HandlerError with no Subscriber) and counted in
+// eventbus.Stats.PublishFailed: the transport implements
+// eventbus.AsyncPublisher. Flush, and the bus's and the transport's Close,
+// wait for every outstanding acknowledgement. window must be between 1 and
+// 65536; a few thousand is plenty.
+func WithAsyncPublish(window int) Option {
+	return func(c *config) error {
+		if window < 1 || window > 1<<16 {
+			return fmt.Errorf("%w: WithAsyncPublish(%d): want a window of 1 to 65536", eventbus.ErrInvalidOption, window)
+		}
+		c.window = window
+		return nil
+	}
+}

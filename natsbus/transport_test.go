@@ -127,6 +127,8 @@ func TestOptionsRejectInvalidValues(t *testing.T) {
 		{"a nil logger", natsbus.WithLogger(nil), "WithLogger(nil)"},
 		{"a zero pull batch", natsbus.WithPullBatch(0), "WithPullBatch(0)"},
 		{"a pull batch over 10000", natsbus.WithPullBatch(10001), "WithPullBatch(10001)"},
+		{"an empty async window", natsbus.WithAsyncPublish(0), "WithAsyncPublish(0)"},
+		{"an async window over 65536", natsbus.WithAsyncPublish(1<<16 + 1), "WithAsyncPublish(65537)"},
 	}
 	for _, tt := range tests {
 		t.Run("New rejects "+tt.name, func(t *testing.T) {
