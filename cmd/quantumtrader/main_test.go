@@ -336,7 +336,7 @@ func TestRunOverNATS(t *testing.T) {
 		assert.Equal(t, checkAtLeastOnce, sum.Delivery.Check)
 		assert.Equal(t, roleAll, sum.Role)
 		assert.Equal(t, names.Stream, sum.Stream)
-		assert.Equal(t, natsRate, sum.Rate, "the default rate over NATS")
+		assert.Equal(t, defaultRate, sum.Rate, "the default rate over NATS, as in memory")
 		assert.NotZero(t, sum.Components.MarketFeed.Ticks)
 		assertOnlyTheWebhookFailed(t, sum)
 	})
