@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,7 +22,9 @@ import (
 // nats.go's jetstream package directly, as nats bench does (async publish
 // with a window, Consume with a batch of 500 and plain acks), and through
 // eventbus over natsbus. Each natsbus line reports x-raw, its events/s over
-// the raw line's just before it. One op is versusBatch events published
+// the raw line's just before it. The raw+msgid lines add a Nats-Msg-Id to
+// every message, as natsbus does for de-duplication, to show what that
+// costs the broker. One op is versusBatch events published
 // (and, with subscribers, handled by each); file storage; the embedded
 // server, or the one at $EVENTBUS_NATS_URL. Run it with a fixed count,
 // e.g. -bench VersusRaw -benchtime 10x.
@@ -37,8 +41,13 @@ func BenchmarkVersusRaw(b *testing.B) {
 			scenario = fmt.Sprintf("end-to-end/subs=%d", subs)
 		}
 		b.Run(scenario+"/raw", func(b *testing.B) {
-			raw[scenario] = benchRaw(b, subs)
+			raw[scenario] = benchRaw(b, subs, false)
 		})
+		if subs == 0 {
+			b.Run(scenario+"/raw+msgid", func(b *testing.B) {
+				benchRaw(b, subs, true)
+			})
+		}
 		b.Run(scenario+"/natsbus", func(b *testing.B) {
 			rate := benchBus(b, subs, natsbus.WithAsyncPublish(versusWindow))
 			if r := raw[scenario]; r > 0 {
@@ -49,7 +58,10 @@ func BenchmarkVersusRaw(b *testing.B) {
 	var one float64
 	for _, publishers := range []int{1, 16} {
 		b.Run(fmt.Sprintf("publish/sync/publishers=%d/raw", publishers), func(b *testing.B) {
-			benchRawSync(b, publishers)
+			benchRawSync(b, publishers, false)
+		})
+		b.Run(fmt.Sprintf("publish/sync/publishers=%d/raw+msgid", publishers), func(b *testing.B) {
+			benchRawSync(b, publishers, true)
 		})
 		b.Run(fmt.Sprintf("publish/sync/publishers=%d/natsbus", publishers), func(b *testing.B) {
 			rate := benchBusSync(b, publishers)
@@ -95,8 +107,10 @@ func versusStream(b *testing.B, srv *natstest.Server, opts ...natsbus.Option) (*
 }
 
 // benchRaw is nats bench's js pub async and js consume, with subs
-// consumers each getting every event, and returns events/s.
-func benchRaw(b *testing.B, subs int) float64 {
+// consumers each getting every event, and returns events/s. With msgID,
+// each message carries a Nats-Msg-Id, as natsbus's do: what the broker's
+// de-duplication costs.
+func benchRaw(b *testing.B, subs int, msgID bool) float64 {
 	srv := natstest.Start(b)
 	nc, names, tr := versusStream(b, srv)
 	b.Cleanup(func() { _ = tr.Close(context.Background()) })
@@ -128,8 +142,12 @@ func benchRaw(b *testing.B, subs int) float64 {
 	var n uint64
 	b.ReportAllocs()
 	for b.Loop() {
-		for range versusBatch {
-			if _, err := js.PublishAsync(subject, data, jetstream.WithStallWait(time.Minute)); err != nil {
+		for i := range versusBatch {
+			opts := []jetstream.PublishOpt{jetstream.WithStallWait(time.Minute)}
+			if msgID {
+				opts = append(opts, jetstream.WithMsgID(strconv.FormatUint(n+uint64(i), 10)))
+			}
+			if _, err := js.PublishAsync(subject, data, opts...); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -192,8 +210,9 @@ func benchBus(b *testing.B, subs int, opts ...natsbus.Option) float64 {
 }
 
 // benchRawSync publishes with js.Publish, each call waiting for its ack,
-// from publishers goroutines.
-func benchRawSync(b *testing.B, publishers int) float64 {
+// from publishers goroutines; with msgID, each message carries a
+// Nats-Msg-Id, as natsbus's do, for the broker's de-duplication.
+func benchRawSync(b *testing.B, publishers int, msgID bool) float64 {
 	srv := natstest.Start(b)
 	nc, names, tr := versusStream(b, srv)
 	b.Cleanup(func() { _ = tr.Close(context.Background()) })
@@ -203,8 +222,13 @@ func benchRawSync(b *testing.B, publishers int) float64 {
 	}
 	subject := names.SubjectPrefix + ".raw"
 	data := mustJSON(b, versusPayload)
+	var seq atomic.Uint64
 	return spread(b, publishers, func(ctx context.Context) error {
-		_, err := js.Publish(ctx, subject, data)
+		var opts []jetstream.PublishOpt
+		if msgID {
+			opts = append(opts, jetstream.WithMsgID(strconv.FormatUint(seq.Add(1), 10)))
+		}
+		_, err := js.Publish(ctx, subject, data, opts...)
 		return err
 	})
 }
