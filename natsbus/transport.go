@@ -244,7 +244,9 @@ func (t *transport) OnPublishFailure(f func(env *eventbus.Envelope, err error)) 
 
 // Flush implements eventbus.AsyncPublisher: it blocks until every event
 // Publish accepted so far is stored by the broker or reported failed, or
-// ctx ends (it returns an error wrapping ctx's). Without WithAsyncPublish
+// ctx ends (it returns an error wrapping ctx's). It waits until no publish
+// at all is outstanding, so while other goroutines keep publishing it
+// returns at their first pause. Without WithAsyncPublish
 // it returns nil at once: each Publish waited for its event to be stored.
 func (t *transport) Flush(ctx context.Context) error {
 	if t.async == nil {
