@@ -232,6 +232,11 @@ const (
 	closeTimeoutNATS = 30 * time.Second
 )
 
+// onSubscribed, if set, is called once run has made every subscription of
+// its role: a test that starts the producers in another run waits for it,
+// since the consumers' process makes more consumers than it can count.
+var onSubscribed func()
+
 // run is the whole program: it runs the part of the trading system its
 // role says for cfg.duration or until ctx ends (Ctrl-C), shows the live
 // view, drains the bus, prints the summary and returns errLoss if the
@@ -257,6 +262,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		_ = bus.Close(ctx)
 		return fmt.Errorf("subscribing: %w", err)
+	}
+	if onSubscribed != nil {
+		onSubscribed()
 	}
 
 	runCtx, stopRun := context.WithTimeout(ctx, cfg.duration)
