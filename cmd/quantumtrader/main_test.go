@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-
 	"github.com/quantumtrader/eventbus"
 	"github.com/quantumtrader/eventbus/natsbus/natstest"
 )
