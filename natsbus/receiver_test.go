@@ -124,8 +124,12 @@ func TestSubscribe(t *testing.T) {
 			d := h.next(second)
 			id := d.Envelope().ID
 			require.False(t, acked[id], "acknowledged event %s delivered again", id)
-			require.NotContains(t, got, id, "event %s delivered twice", id)
-			got[id] = d
+			// The first receiver had fetched the rest ahead and gave them
+			// back; one can still come twice (at least once), the first
+			// delivery being the one kept.
+			if _, seen := got[id]; !seen {
+				got[id] = d
+			}
 			require.NoError(t, d.Ack(h.ctx()))
 		}
 		for _, e := range envs[4:] {
