@@ -76,12 +76,16 @@ type SubscribeOptions struct {
 	Group string
 	// Replay starts a new consumer with the last stored event of the topic.
 	Replay bool
-	// MaxInFlight bounds deliveries handed out but not yet settled; 1 keeps
-	// publish order.
+	// MaxInFlight is how many deliveries this receiver's callers work on at
+	// once (the subscription's Concurrency). A Receiver hands its
+	// deliveries out in the broker's order, and the typed layer retries a
+	// failed one before taking the next, so 1 keeps publish order. For a
+	// Group it applies to each member, not to the group.
 	MaxInFlight int
 	// AckWait is how long the broker waits for a settlement before it
-	// redelivers; the typed layer calls InProgress well within it while a
-	// handler runs.
+	// redelivers (WithAckWait, or AckWait per subscription); the typed
+	// layer calls InProgress well within it while a handler runs or waits
+	// to retry.
 	AckWait time.Duration
 }
 
