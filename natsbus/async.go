@@ -39,6 +39,13 @@ type asyncPublisher struct {
 	report  func(*eventbus.Envelope, error)
 	closed  bool
 	done    chan struct{} // closed with closed set: publishes waiting for room give up
+
+	// The watcher reports what is outstanding when the connection closes:
+	// the client then drops its pending acknowledgements without a word.
+	connClosed chan nats.Status
+	stopWatch  chan struct{} // closed by close: the watcher ends
+	stopOnce   sync.Once
+	watchDone  chan struct{} // closed when the watcher has ended
 }
 
 // asyncPub is one publish awaiting its acknowledgement.
@@ -73,7 +80,35 @@ func newAsyncPublisher(t *transport) (*asyncPublisher, error) {
 		return nil, err
 	}
 	a.js = js
+	a.connClosed = t.nc.StatusChanged(nats.CLOSED)
+	a.stopWatch, a.watchDone = make(chan struct{}), make(chan struct{})
+	go a.watch()
 	return a, nil
+}
+
+// watch reports every publish still outstanding when the connection
+// closes; it ends then, or when the publisher is closed.
+func (a *asyncPublisher) watch() {
+	defer close(a.watchDone)
+	select {
+	case <-a.connClosed:
+		a.failAll(fmt.Errorf("the connection closed before the broker acknowledged it: %w", nats.ErrConnectionClosed))
+	case <-a.stopWatch:
+		a.t.nc.RemoveStatusListener(a.connClosed)
+	}
+}
+
+// failAll reports every publish still awaiting its acknowledgement.
+func (a *asyncPublisher) failAll(err error) {
+	a.mu.Lock()
+	msgs := make([]*nats.Msg, 0, len(a.pending))
+	for msg := range a.pending {
+		msgs = append(msgs, msg)
+	}
+	a.mu.Unlock()
+	for _, msg := range msgs {
+		a.fail(msg, err)
+	}
 }
 
 // onFailure sets where failures are reported.
@@ -214,7 +249,7 @@ func (a *asyncPublisher) flush(ctx context.Context) error {
 
 // close refuses new publishes and waits for the outstanding ones; if ctx
 // ends first, it reports each one still unacknowledged as failed, since
-// nothing then says the broker stored it.
+// nothing then says the broker stored it. It stops the watcher.
 func (a *asyncPublisher) close(ctx context.Context) error {
 	a.mu.Lock()
 	if !a.closed {
@@ -223,17 +258,10 @@ func (a *asyncPublisher) close(ctx context.Context) error {
 	}
 	a.mu.Unlock()
 	err := a.flush(ctx)
-	if err == nil {
-		return nil
+	if err != nil {
+		a.failAll(fmt.Errorf("Close gave up waiting for the acknowledgement: %w", ctx.Err()))
 	}
-	a.mu.Lock()
-	msgs := make([]*nats.Msg, 0, len(a.pending))
-	for msg := range a.pending {
-		msgs = append(msgs, msg)
-	}
-	a.mu.Unlock()
-	for _, msg := range msgs {
-		a.fail(msg, fmt.Errorf("Close gave up waiting for the acknowledgement: %w", ctx.Err()))
-	}
+	a.stopOnce.Do(func() { close(a.stopWatch) })
+	<-a.watchDone
 	return err
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -162,6 +163,24 @@ func TestAsyncPublish(t *testing.T) {
 		assert.Equal(t, env.ID, got.env.ID)
 		assert.ErrorContains(t, got.err, "Close gave up")
 		assert.ErrorIs(t, tr.Publish(t.Context(), newEnvelope("trade.executed", "{}")), eventbus.ErrClosed)
+	})
+
+	t.Run("reports what is outstanding when the connection closes", func(t *testing.T) {
+		t.Parallel()
+		srv := natstest.StartEmbedded(t)
+		nc := srv.Connect(t)
+		tr, err := natsbus.New(nc, append(srv.Names(t).Options(), natsbus.WithAsyncPublish(4))...)
+		require.NoError(t, err)
+		fails := make(failures, 1)
+		asyncOf(t, tr).OnPublishFailure(fails.report)
+		srv.Shutdown(t)
+		env := newEnvelope("trade.executed", "{}")
+		require.NoError(t, tr.Publish(t.Context(), env))
+		nc.Close()
+		got := fails.next(t)
+		assert.Equal(t, env.ID, got.env.ID)
+		assert.ErrorIs(t, got.err, nats.ErrConnectionClosed)
+		require.NoError(t, tr.Close(t.Context()), "nothing is left outstanding")
 	})
 
 	t.Run("fails at once on a closed connection", func(t *testing.T) {

@@ -210,7 +210,8 @@ func WithPullBatch(n int) Option {
 // handler (a *eventbus.HandlerError with no Subscriber) and counted in
 // eventbus.Stats.PublishFailed: the transport implements
 // eventbus.AsyncPublisher. Flush, and the bus's and the transport's Close,
-// wait for every outstanding acknowledgement. The jetstream client keeps
+// wait for every outstanding acknowledgement; publishes still outstanding
+// when the connection closes are reported too. The jetstream client keeps
 // one goroutine of its own per transport for this mode (it resets pending
 // acknowledgements on reconnection) until the connection is closed.
 // window must be between 1 and 65536; a few thousand is plenty.

@@ -257,8 +257,9 @@ func (t *transport) Flush(ctx context.Context) error {
 
 // Close first waits, with WithAsyncPublish, for the acknowledgement of
 // every publish outstanding, reporting each one still unacknowledged when
-// ctx ends as failed. It then stops every receiver not yet stopped, as Stop does, and deletes
-// the ephemeral consumers still waiting for deliveries to be settled;
+// ctx ends as failed. It then stops every receiver not yet stopped, as
+// Stop does, and deletes the ephemeral consumers still waiting for
+// deliveries to be settled;
 // deliveries of durable consumers can still be settled afterwards. Publish
 // and Subscribe fail with eventbus.ErrClosed once Close has begun. Close
 // leaves the connection open and no goroutine of the transport running.
