@@ -247,7 +247,7 @@ func TestCheckDelivery(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := ok
 			tc.change(&r)
-			d := checkDelivery([]SubscriptionRow{r}, tc.closeErr, checkExact)
+			d := checkDelivery([]SubscriptionRow{r}, tc.closeErr, checkExact, 0)
 			if tc.problem == "" {
 				assert.True(t, d.OK)
 				assert.Empty(t, d.Problems)
@@ -286,31 +286,36 @@ func TestHealthOf(t *testing.T) {
 func TestCheckDeliveryByRole(t *testing.T) {
 	ok := SubscriptionRow{Component: "Orchestrator", Topic: "policy.updated", Expected: 5, Dispatched: 5, Delivered: 5, Handled: 5}
 	for _, tc := range []struct {
-		name    string
-		kind    checkKind
-		change  func(*SubscriptionRow)
-		problem string // "" for a pass
+		name          string
+		kind          checkKind
+		change        func(*SubscriptionRow)
+		publishFailed uint64
+		problem       string // "" for a pass
 	}{
 		{"at least once passes with more than was published", checkAtLeastOnce, func(r *SubscriptionRow) {
 			r.Dispatched, r.Delivered, r.Handled = 7, 7, 7
-		}, ""},
+		}, 0, ""},
 		{"at least once fails with fewer", checkAtLeastOnce, func(r *SubscriptionRow) {
 			r.Dispatched, r.Delivered, r.Handled = 4, 4, 4
-		}, "4 delivered and 0 dead-lettered of 5 published"},
+		}, 0, "4 delivered and 0 dead-lettered of 5 published"},
 		{"the consumers' check ignores what this process published", checkHandled, func(r *SubscriptionRow) {
 			r.Expected = 0
-		}, ""},
+		}, 0, ""},
 		{"the consumers' check fails on a delivery begun and never finished", checkHandled, func(r *SubscriptionRow) {
 			r.Expected, r.Dispatched = 0, 6
-		}, "5 delivered and 0 dead-lettered of 6 dispatched"},
+		}, 0, "5 delivered and 0 dead-lettered of 6 dispatched"},
 		{"the producers' check fails on a dropped event", checkStored, func(r *SubscriptionRow) {
 			r.Dropped = 1
-		}, "1 dropped"},
+		}, 0, "1 dropped"},
+		{"the producers' check fails on a publish the broker did not store", checkStored, func(*SubscriptionRow) {},
+			2, "the broker did not store 2 published events"},
+		{"at least once fails on a publish the broker did not store", checkAtLeastOnce, func(*SubscriptionRow) {},
+			1, "the broker did not store 1 published events"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := ok
 			tc.change(&r)
-			d := checkDelivery([]SubscriptionRow{r}, nil, tc.kind)
+			d := checkDelivery([]SubscriptionRow{r}, nil, tc.kind, tc.publishFailed)
 			assert.Equal(t, tc.kind, d.Check)
 			if tc.problem == "" {
 				assert.True(t, d.OK, "problems: %q", d.Problems)
@@ -320,8 +325,8 @@ func TestCheckDeliveryByRole(t *testing.T) {
 			assert.Contains(t, strings.Join(d.Problems, "\n"), tc.problem)
 		})
 	}
-	assert.NotEmpty(t, checkDelivery(nil, nil, checkHandled).Skipped, "the consumers say why the loss check is skipped")
-	assert.NotEmpty(t, checkDelivery(nil, nil, checkStored).Skipped, "the producers say why the loss check is skipped")
+	assert.NotEmpty(t, checkDelivery(nil, nil, checkHandled, 0).Skipped, "the consumers say why the loss check is skipped")
+	assert.NotEmpty(t, checkDelivery(nil, nil, checkStored, 0).Skipped, "the producers say why the loss check is skipped")
 }
 
 func TestRunOverNATS(t *testing.T) {

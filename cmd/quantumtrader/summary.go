@@ -219,9 +219,14 @@ func kindOf(cfg config) checkKind {
 // last failed attempt, dead-lettered: nothing dropped, abandoned or missing.
 // It compares three independent counts: the topics' Published, the
 // subscriptions' statistics, and the components' own counts of what their
-// handlers took. kind says how much of that the process can know.
-func checkDelivery(rows []SubscriptionRow, closeErr error, kind checkKind) Delivery {
+// handlers took. kind says how much of that the process can know;
+// publishFailed is the bus's count of events Publish accepted and the
+// broker did not store.
+func checkDelivery(rows []SubscriptionRow, closeErr error, kind checkKind, publishFailed uint64) Delivery {
 	d := Delivery{Check: kind, Subscriptions: len(rows)}
+	if publishFailed > 0 { // accepted, then refused or never acknowledged by the broker: lost
+		d.Problems = append(d.Problems, fmt.Sprintf("the broker did not store %d published events (see the log)", publishFailed))
+	}
 	switch kind {
 	case checkHandled:
 		d.Skipped = "the events were published by another process, so this one cannot know how many each subscription was owed; " +
@@ -309,11 +314,7 @@ func (s *system) summarize(consumers []*consumer, elapsed time.Duration, interru
 		sum.Stream = s.cfg.stream
 	}
 	sum.Scenario = scenarioOf(sum.Components, s.cfg.role)
-	sum.Delivery = checkDelivery(sum.Subscriptions, closeErr, kindOf(s.cfg))
-	if n := st.PublishFailed; n > 0 { // accepted, then refused or never acknowledged by the broker: lost
-		sum.Delivery.Problems = append(sum.Delivery.Problems, fmt.Sprintf("the broker did not store %d published events (see the log)", n))
-		sum.Delivery.OK = false
-	}
+	sum.Delivery = checkDelivery(sum.Subscriptions, closeErr, kindOf(s.cfg), st.PublishFailed)
 	sum.Timeline = s.analytics.timelineFrom(0)
 	return sum
 }
