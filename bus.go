@@ -53,6 +53,8 @@ type Bus struct {
 	transportOnce sync.Once
 	stopWatch     chan struct{}
 	workersDone   chan struct{}
+
+	failedPublishes atomic.Uint64 // events an AsyncPublisher's broker did not store
 }
 
 // New returns a running bus configured by opts. An invalid option is an
@@ -82,6 +84,9 @@ func New(opts ...Option) (*Bus, error) {
 	}
 	b.handlerCtx, b.cancel = context.WithCancel(context.Background())
 	b.handlerCtx = context.WithValue(b.handlerCtx, handlerKey{}, b)
+	if ap, ok := cfg.transport.(AsyncPublisher); ok {
+		ap.OnPublishFailure(b.publishFailed)
+	}
 	return b, nil
 }
 
@@ -99,6 +104,8 @@ func (b *Bus) subConfig(opts []SubOption) (subConfig, error) {
 		return cfg, fmt.Errorf("%w: %s needs the in-memory bus, not a transport: %w", ErrInvalidOption, cfg.local, errors.ErrUnsupported)
 	case b.cfg.transport == nil && cfg.group != "":
 		return cfg, fmt.Errorf("%w: Group needs a transport (WithTransport): %w", ErrInvalidOption, errors.ErrUnsupported)
+	case b.cfg.transport == nil && cfg.ackWait != 0:
+		return cfg, fmt.Errorf("%w: AckWait needs a transport (WithTransport): %w", ErrInvalidOption, errors.ErrUnsupported)
 	}
 	return cfg, nil
 }
@@ -268,6 +275,9 @@ func (b *Bus) settle(ctx context.Context) error {
 				return ctx.Err()
 			}
 		}
+		if err := b.flushTransport(ctx); err != nil {
+			return err
+		}
 		for _, s := range b.liveList() {
 			if err := s.typed.drain(ctx); err != nil {
 				if ctx.Err() != nil {
@@ -376,6 +386,7 @@ func (b *Bus) Stats() Stats {
 	})
 	sum.add(all)
 	st.Counts = sum
+	st.PublishFailed = b.failedPublishes.Load()
 	return st
 }
 

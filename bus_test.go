@@ -59,6 +59,8 @@ func TestSubscribeRejectsInvalidOptions(t *testing.T) {
 		{"an empty name", eventbus.Name("")},
 		{"an empty group", eventbus.Group("")},
 		{"a group without a transport", eventbus.Group("executors")},
+		{"an ack wait under 100ms", eventbus.AckWait(50 * time.Millisecond)},
+		{"an ack wait without a transport", eventbus.AckWait(time.Second)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -49,12 +49,15 @@
 //	...
 //	bus, err := eventbus.New(eventbus.WithTransport(tr))
 //
-// Publish then returns once the broker has stored the event, and every
-// subscription of the topic, in any process, receives it: at least once,
-// acknowledged after its handler returns nil, retried with Retry's
-// backoff, then dead-lettered. Name makes a subscription durable across
-// restarts; Group shares one among processes, each event going to one of
-// them. Close waits until the bus's consumers have handled what the broker
+// Publish then returns once the broker has stored the event (or, with a
+// transport that publishes asynchronously, once it is queued: see
+// AsyncPublisher), and every subscription of the topic, in any process,
+// receives it: at least once, acknowledged after its handler returns nil,
+// retried in process with Retry's backoff, then dead-lettered. Name makes
+// a subscription durable across restarts; Group shares one among
+// processes, each event going to one of them, each member handling up to
+// its Concurrency at once; AckWait sets how soon a dead member's events go
+// to another. Close waits until the bus's consumers have handled what the broker
 // held for them. Sync, PartitionBy, OnFull other than Block and
 // PublishWait need the publisher and the handlers in one process and are
 // refused with errors.ErrUnsupported; WithTransport lists every difference.

@@ -47,18 +47,23 @@ func (e *ValidationError) Unwrap() error { return e.Err }
 
 // HandlerError describes one failed handler call: an error returned by the
 // handler, or a panic the bus recovered. The bus passes it to the function
-// given to WithErrorHandler, logs it, and PublishWait returns it.
+// given to WithErrorHandler, logs it, and PublishWait returns it. It also
+// reports an event that a Transport publishing asynchronously accepted and
+// its broker did not store: then Subscriber is empty and Attempt 0.
 type HandlerError struct {
 	Topic      string // topic of the event
 	EventID    ID     // ID of the event
-	Subscriber string // name of the subscription (see Name)
-	Attempt    int    // 1 for the first call
+	Subscriber string // name of the subscription (see Name); empty for a failed publish
+	Attempt    int    // 1 for the first call; 0 for a failed publish
 	Err        error  // the handler's error, or one describing the panic
 	Panic      bool   // the handler panicked; Stack holds where
 	Stack      []byte // the panicking goroutine's stack; nil unless Panic
 }
 
 func (e *HandlerError) Error() string {
+	if e.Subscriber == "" && e.Attempt == 0 {
+		return fmt.Sprintf("eventbus: the broker did not store %s event %s: %v", e.Topic, e.EventID, e.Err)
+	}
 	what := "failed"
 	if e.Panic {
 		what = "panicked"

@@ -56,12 +56,17 @@ func (s *subscriber[T]) retry(ctx context.Context, ev *Event[T], he *HandlerErro
 // pause waits the backoff after a failed attempt; false if the wait was cut
 // short by Close giving up, by ctx, or by Unsubscribe.
 func (s *subscriber[T]) pause(ctx context.Context, attempt int) bool {
-	if s.backoff == nil {
-		return ctx.Err() == nil
+	var d time.Duration
+	if s.backoff != nil {
+		d = s.backoffAfter(attempt)
 	}
-	d := s.backoffAfter(attempt)
 	if d <= 0 {
-		return ctx.Err() == nil
+		select {
+		case <-s.gone: // unsubscribed: no attempt starts after it
+			return false
+		default:
+			return ctx.Err() == nil && s.bus.handlerCtx.Err() == nil
+		}
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()

@@ -3,6 +3,7 @@ package eventbus_test
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -414,4 +415,39 @@ type stallingTransport struct {
 func (s *stallingTransport) Publish(ctx context.Context, env *eventbus.Envelope) error {
 	<-s.release
 	return s.fakeTransport.Publish(ctx, env)
+}
+
+func TestUnsubscribeEndsARetryLoopWithoutBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		bus  func(t *testing.T) *eventbus.Bus
+	}{
+		{"in memory", func(t *testing.T) *eventbus.Bus { b, err := eventbus.New(quiet); require.NoError(t, err); return b }},
+		{"over a transport", func(t *testing.T) *eventbus.Bus {
+			b, err := eventbus.New(quiet, eventbus.WithTransport(&fakeTransport{}))
+			require.NoError(t, err)
+			return b
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bus := tc.bus(t)
+			fills := eventbus.MustTopic[int](bus, "trade.filled")
+			failing := make(chan struct{}, 1)
+			sub, err := fills.Subscribe(func(context.Context, eventbus.Event[int]) error {
+				select {
+				case failing <- struct{}{}:
+				default:
+				}
+				return errors.New("not yet")
+			}, eventbus.Retry(math.MaxInt, nil))
+			require.NoError(t, err)
+			require.NoError(t, fills.Publish(t.Context(), 1))
+			await(t, failing)
+			require.NoError(t, sub.Unsubscribe())
+
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			require.NoError(t, bus.Close(ctx), "the retries stop with the subscription, so Close returns")
+		})
+	}
 }

@@ -249,7 +249,8 @@ type subConfig struct {
 	partition   any    // func(T) string, checked against T at Subscribe
 	buffered    string // the first option that needs a buffer, to refuse it with Sync
 	group       string
-	local       string // the first option that needs the in-memory bus, to refuse it with a transport
+	ackWait     time.Duration // 0: the bus's WithAckWait
+	local       string        // the first option that needs the in-memory bus, to refuse it with a transport
 }
 
 func (c *subConfig) needsMemory(opt string) {
@@ -417,7 +418,10 @@ func PartitionBy[T any](key func(T) string) SubOption {
 // the group, in whichever process, and the group remembers where it is
 // between restarts (it is durable, like Name). Subscriptions in different
 // groups, or in none, each get every event. Concurrency bounds the events
-// in flight of the whole group, not of each member. The in-memory bus has
+// each member handles at once, so members add throughput; events keep
+// their publish order within a member with Concurrency(1), not across the
+// group. A member that dies does not hold up the others: its unsettled
+// events go to another member after the ack wait (AckWait). The in-memory bus has
 // no groups: Subscribe refuses Group without WithTransport, with an error
 // wrapping ErrInvalidOption and errors.ErrUnsupported. s must not be empty.
 func Group(s string) SubOption {
@@ -426,6 +430,28 @@ func Group(s string) SubOption {
 			return fmt.Errorf("%w: Group(\"\")", ErrInvalidOption)
 		}
 		c.group = s
+		return nil
+	}
+}
+
+// AckWait sets, for this subscription on a Transport, how long the broker
+// waits for an event to be settled before it delivers it again, overriding
+// WithAckWait. It is how long the events a dead process held (the one being
+// handled and those its receiver had fetched ahead) wait before another
+// member of the group, or the process restarted, gets them: choose it
+// short for a group that must take over quickly, and well above the time a
+// receiver takes to work through what it fetches ahead (its batch times
+// the handler's duration), or buffered events are delivered twice. While a
+// handler runs or waits between attempts the bus tells the broker every d/3
+// that it still works. The in-memory bus has no broker: Subscribe refuses
+// AckWait without WithTransport, with an error wrapping ErrInvalidOption
+// and errors.ErrUnsupported. d must be at least 100ms.
+func AckWait(d time.Duration) SubOption {
+	return func(c *subConfig) error {
+		if d < 100*time.Millisecond {
+			return fmt.Errorf("%w: AckWait(%v): want at least 100ms", ErrInvalidOption, d)
+		}
+		c.ackWait = d
 		return nil
 	}
 }

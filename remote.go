@@ -1,6 +1,7 @@
 package eventbus
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -56,6 +57,31 @@ func (t *Topic[T]) publishRemote(ctx context.Context, ev *Event[T], internal boo
 	t.latest, t.hasLatest = *ev, true
 	t.published++
 	t.mu.Unlock()
+	return nil
+}
+
+// publishFailed is the bus's report of an event that a Transport's
+// Publish accepted and its broker then did not store (an AsyncPublisher):
+// counted in Stats.PublishFailed, logged, and given to the error handler
+// as a *HandlerError with no Subscriber.
+func (b *Bus) publishFailed(env *Envelope, err error) {
+	b.failedPublishes.Add(1)
+	b.logger.LogAttrs(context.Background(), slog.LevelError, "eventbus: the broker did not store a published event",
+		slog.String("topic", env.Topic), slog.String("event_id", env.ID.String()), slog.Any("error", err))
+	if b.cfg.errorHandler != nil {
+		b.callErrorHandler(&HandlerError{Topic: env.Topic, EventID: env.ID, Err: err})
+	}
+}
+
+// flushTransport waits until the broker stored, or the transport
+// reported, every event published so far, on a transport that publishes
+// asynchronously.
+func (b *Bus) flushTransport(ctx context.Context) error {
+	if ap, ok := b.cfg.transport.(AsyncPublisher); ok {
+		if err := ap.Flush(ctx); err != nil {
+			return fmt.Errorf("eventbus: flushing the transport's publishes: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -141,7 +167,7 @@ type remoteCall struct {
 }
 
 func newRemoteState(b *Bus, cfg subConfig) *remoteState {
-	opts := SubscribeOptions{Group: cfg.group, Replay: cfg.replay, MaxInFlight: cfg.concurrency, AckWait: b.cfg.ackWait}
+	opts := SubscribeOptions{Group: cfg.group, Replay: cfg.replay, MaxInFlight: cfg.concurrency, AckWait: cmp.Or(cfg.ackWait, b.cfg.ackWait)}
 	if cfg.group == "" {
 		opts.Name = cfg.name // empty: an ephemeral consumer
 	}
@@ -200,7 +226,7 @@ func (s *subscriber[T]) listen(topic string, decode func(*Envelope) (Event[T], e
 // consumer meanwhile, and logs a call that runs past the stall timeout,
 // once, as the stall watcher does for the in-memory engine.
 func (s *subscriber[T]) startKeeper() {
-	r, ackWait, stallAfter := s.remote, s.bus.cfg.ackWait, s.bus.cfg.stallTimeout
+	r, ackWait, stallAfter := s.remote, s.remote.opts.AckWait, s.bus.cfg.stallTimeout
 	nudgeAfter := ackWait / 3
 	s.running.Add(1)
 	s.bus.workers.Go(func() error {
@@ -316,11 +342,17 @@ func (s *subscriber[T]) receive(recv Receiver, decode func(*Envelope) (Event[T],
 	}
 }
 
-// handleRemote delivers one message: ack after the handler returns nil; on
-// failure a retry after the backoff, and after the last attempt a dead
-// letter and a reject. A payload that does not decode is dead-lettered at
-// once: retrying it could never succeed. The attempt is the broker's count
-// of deliveries to the consumer, so it goes on counting across processes.
+// handleRemote delivers one message: ack after the handler returns nil. A
+// failed attempt is retried here, after its backoff, before the worker
+// takes the next message (as the in-memory engine does), so that a
+// subscription with Concurrency(1) keeps publish order across retries
+// while the transport hands it messages from a batch; the keeper tells the
+// broker meanwhile that the event is still being worked on. After the last
+// attempt come a dead letter and a reject. A payload that does not decode
+// is dead-lettered at once: retrying it could never succeed. Attempts start
+// from the broker's count of deliveries to the consumer, so the Retry
+// limit holds across processes. If Close gives up or the subscription ends
+// during a backoff, the message goes back to the broker for redelivery.
 func (s *subscriber[T]) handleRemote(ctx context.Context, d Delivery, decode func(*Envelope) (Event[T], error), call *atomic.Pointer[remoteCall]) {
 	// Settle even when Close has given up on the handlers: an event
 	// handled is worth acknowledging.
@@ -343,21 +375,24 @@ func (s *subscriber[T]) handleRemote(ctx context.Context, d Delivery, decode fun
 	}
 	now := time.Now()
 	call.Store(&remoteCall{d: d, start: now, nudged: now})
-	he := s.attempt(ctx, &ev, attempt, true)
-	call.Store(nil)
-	switch {
-	case he == nil:
-		s.c.delivered.Add(1)
-		s.settle(ctx, d.Ack(settleCtx), env, "ack")
-	case attempt < s.maxAttempts:
-		s.c.retries.Add(1)
-		var delay time.Duration
-		if s.backoff != nil {
-			delay = max(s.backoffAfter(attempt), 0) // a panic in it is logged, and the broker redelivers at once
+	defer call.Store(nil)
+	for {
+		he := s.attempt(ctx, &ev, attempt, true)
+		switch {
+		case he == nil:
+			s.c.delivered.Add(1)
+			s.settle(ctx, d.Ack(settleCtx), env, "ack")
+			return
+		case attempt >= s.maxAttempts:
+			s.bury(ctx, d, s.letter(&ev, he))
+			return
 		}
-		s.settle(ctx, d.Retry(settleCtx, delay), env, "retry")
-	default:
-		s.bury(ctx, d, s.letter(&ev, he))
+		s.c.retries.Add(1)
+		if !s.pause(ctx, attempt) {
+			s.settle(ctx, d.Retry(settleCtx, 0), env, "retry")
+			return
+		}
+		attempt++
 	}
 }
 

@@ -31,9 +31,10 @@ type Stats struct {
 	Published     uint64 // events accepted by Publish, PublishEvent and PublishWait
 	NoSubscribers uint64 // events published while the topic had no subscription at all
 	Counts
-	QueueSize     int // events waiting in subscription buffers now
-	HandlerTypes  int // topics that have at least one subscription of their own
-	TotalHandlers int // live subscriptions, SubscribeAll ones included
+	PublishFailed uint64 // events Publish accepted that a transport's broker then did not store (see AsyncPublisher)
+	QueueSize     int    // events waiting in subscription buffers now
+	HandlerTypes  int    // topics that have at least one subscription of their own
+	TotalHandlers int    // live subscriptions, SubscribeAll ones included
 }
 
 // TopicStats is a snapshot of one topic's counters; its Subscriptions are the

@@ -31,6 +31,25 @@ type Transport interface {
 	Close(ctx context.Context) error
 }
 
+// AsyncPublisher is implemented by a Transport whose Publish may return
+// before the broker has stored the event: once the event is queued, with
+// its ID, for a bounded window of acknowledgements (natsbus.WithAsyncPublish).
+// New gives such a transport the bus's report of failures, and Close
+// flushes it before it drains the consumers, so that what was published is
+// stored, or reported, before Close returns.
+type AsyncPublisher interface {
+	// OnPublishFailure sets f, which the transport then calls once for
+	// each event its Publish accepted and the broker did not store, after
+	// the transport's own retries, from any goroutine. New calls it before
+	// anything is published; a transport without it must report failures
+	// some other way (its log).
+	OnPublishFailure(f func(env *Envelope, err error))
+	// Flush blocks until every event Publish accepted before Flush was
+	// called is stored by the broker or reported to the OnPublishFailure
+	// func. It returns ctx's error if ctx ends first.
+	Flush(ctx context.Context) error
+}
+
 // Envelope is one event in transit: what the typed layer gives a
 // Transport to publish, and what a Delivery gives back. A Transport carries
 // every field unchanged.
@@ -57,12 +76,16 @@ type SubscribeOptions struct {
 	Group string
 	// Replay starts a new consumer with the last stored event of the topic.
 	Replay bool
-	// MaxInFlight bounds deliveries handed out but not yet settled; 1 keeps
-	// publish order.
+	// MaxInFlight is how many deliveries this receiver's callers work on at
+	// once (the subscription's Concurrency). A Receiver hands its
+	// deliveries out in the broker's order, and the typed layer retries a
+	// failed one before taking the next, so 1 keeps publish order. For a
+	// Group it applies to each member, not to the group.
 	MaxInFlight int
 	// AckWait is how long the broker waits for a settlement before it
-	// redelivers; the typed layer calls InProgress well within it while a
-	// handler runs.
+	// redelivers (WithAckWait, or AckWait per subscription); the typed
+	// layer calls InProgress well within it while a handler runs or waits
+	// to retry.
 	AckWait time.Duration
 }
 

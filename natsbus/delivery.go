@@ -21,10 +21,13 @@ var (
 // errSettled is returned when a delivery is settled a second time.
 var errSettled = errors.New("natsbus: delivery already settled")
 
-// delivery implements eventbus.Delivery for one JetStream message. Every
-// settlement is a request to the broker that waits for its reply, so that
-// an error means the broker may not have recorded it (the message then
-// comes back after AckWait, as at-least-once delivery requires).
+// delivery implements eventbus.Delivery for one JetStream message. Ack and
+// InProgress are plain publishes on the connection, as nats bench's
+// consumers send them: the common path costs no round trip, and an ack the
+// broker never got only means the event comes back after AckWait, which
+// at-least-once delivery allows. Retry and Reject, which change what the
+// broker does next and are rare, wait for the broker's reply, so that an
+// error from them means the broker may not have recorded them.
 type delivery struct {
 	r       *receiver
 	reply   string // the message's ack subject
@@ -42,10 +45,11 @@ func (d *delivery) Envelope() *eventbus.Envelope { return &d.env }
 // consumer (NumDelivered).
 func (d *delivery) Attempt() int { return d.attempt }
 
-// Ack acknowledges the message and waits for the broker to confirm (a
-// JetStream double ack).
+// Ack acknowledges the message with a plain publish: it returns once the
+// ack is queued on the connection, and fails only if it cannot be (the
+// connection is closed).
 func (d *delivery) Ack(ctx context.Context) error {
-	return d.settle(ctx, "ack", ackAck, true, true)
+	return d.settle(ctx, "ack", ackAck, settleFinal|settleOutcome)
 }
 
 // Retry naks the message with delay; the broker redelivers it once delay
@@ -56,37 +60,54 @@ func (d *delivery) Retry(ctx context.Context, delay time.Duration) error {
 	if delay > 0 {
 		body = fmt.Appendf(nil, `-NAK {"delay": %d}`, delay.Nanoseconds())
 	}
-	return d.settle(ctx, "retry", body, true, false)
+	return d.settle(ctx, "retry", body, settleFinal|settleConfirm)
 }
 
 // Reject terminates the message: the broker never redelivers it.
 func (d *delivery) Reject(ctx context.Context) error {
-	return d.settle(ctx, "reject", ackTerm, true, true)
+	return d.settle(ctx, "reject", ackTerm, settleFinal|settleConfirm|settleOutcome)
 }
 
-// InProgress resets the broker's AckWait timer of the message.
+// InProgress resets the broker's AckWait timer of the message, with a
+// plain publish.
 func (d *delivery) InProgress(ctx context.Context) error {
-	return d.settle(ctx, "in-progress", ackProgress, false, false)
+	return d.settle(ctx, "in-progress", ackProgress, 0)
 }
 
-// settle sends body for a delivery not yet settled; final marks it
-// settled. Once the receiver's Stop has given the delivery back, only an
-// outcome, an ack or a reject, is still sent: the broker then forgets the
-// event, which spares a redelivery if none has happened yet. A retry or a
-// progress report would only disturb the redelivery under way, so they
-// succeed without a word to the broker.
-func (d *delivery) settle(ctx context.Context, verb string, body []byte, final, outcome bool) error {
+// How settle sends a body: settleFinal settles the delivery;
+// settleConfirm waits for the broker's reply (else a plain publish);
+// settleOutcome marks an ack or a reject, which is still sent after the
+// receiver's Stop gave the delivery back.
+const (
+	settleFinal = 1 << iota
+	settleConfirm
+	settleOutcome
+)
+
+// settle sends body for a delivery not yet settled, as how says. Once the
+// receiver's Stop has given the delivery back, only an outcome, an ack or
+// a reject, is still sent: the broker then forgets the event, which spares
+// a redelivery if none has happened yet. A retry or a progress report
+// would only disturb the redelivery under way, so they succeed without a
+// word to the broker.
+func (d *delivery) settle(ctx context.Context, verb string, body []byte, how int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.settled {
 		return d.fail(verb, errSettled)
 	}
-	if !d.returned || outcome {
+	switch {
+	case d.returned && how&settleOutcome == 0:
+	case how&settleConfirm != 0:
 		if err := d.request(ctx, verb, body); err != nil {
 			return err
 		}
+	default:
+		if err := d.r.t.nc.Publish(d.reply, body); err != nil {
+			return d.fail(verb, err)
+		}
 	}
-	if final {
+	if how&settleFinal != 0 {
 		d.settled = true
 		d.r.settled(ctx, d)
 	}

@@ -58,10 +58,32 @@
 //
 // Subscriptions that do not share a group each get every event. A new
 // consumer starts with the events published after it, or with the last
-// stored event of its topic if SubscribeOptions.Replay is set. MaxInFlight
-// is the consumer's MaxAckPending (default 1: one event at a time, in
-// publish order, retries included); AckWait is its AckWait (default
-// DefaultAckWait).
+// stored event of its topic if SubscribeOptions.Replay is set. AckWait is
+// the consumer's AckWait (default DefaultAckWait; eventbus.AckWait sets it
+// per subscription).
+//
+// Each receiver fetches a batch of messages ahead of its handlers
+// (WithPullBatch, default DefaultPullBatch) and hands them out in stream
+// order; MaxInFlight is how many of them its handlers work on at once.
+// The consumer's MaxAckPending, the broker's bound on events handed out
+// and not acknowledged, is 32 times (batch + MaxInFlight): room for 32
+// members of a group, or processes sharing a Name, each with a full batch
+// and its handlers busy, so that members never wait for each other, and a
+// member that dies holding its share does not stop the rest. Its events
+// come back after AckWait, to whichever member asks first. Order: a
+// receiver hands out its messages in stream order, and eventbus retries a
+// failed event in process before its worker takes the next, so a
+// subscription with Concurrency(1) handles its events in publish order,
+// retries included. In a group that holds per member, not across the
+// group: two members work on different events of the topic at the same
+// time, and events a dead member held arrive after later ones.
+//
+// eventbus.PartitionBy is refused on a transport (errors.ErrUnsupported):
+// keeping each key's order across the members of a group needs the
+// broker to route a key to one member, and JetStream's way to do that
+// (one consumer per subject partition, each pinned to one member) moves
+// partitions between members only by hand; a partition mapping that
+// spreads keys over members and rebalances when one dies is not built.
 //
 // Durable consumer names are derived from the topic and the name or group:
 // any byte other than a letter, digit, '-' or '_' becomes '_', the result is
@@ -80,21 +102,25 @@
 //
 // # Delivery
 //
-// Delivery is at least once. Receiver.Next hands out one message at a
-// time; Delivery.Attempt is JetStream's delivery count. Ack is a double
-// ack: it returns once the broker has recorded it. Retry(delay) is a nak
+// Delivery is at least once. Delivery.Attempt is JetStream's delivery
+// count. Ack is a plain ack, as in nats bench: a publish on the connection
+// that does not wait for the broker's reply; InProgress, which resets
+// AckWait, is one too. An ack that is lost (the connection broke) only
+// means the event is delivered again after AckWait. Retry(delay) is a nak
 // with that delay (the consumer's BackOff does not apply to naks, so the
-// typed layer computes the delay), Reject terminates the message so it is
-// never redelivered, and InProgress resets AckWait. Every settlement waits
-// for the broker's reply, so an error means it may not have been recorded;
-// an event not acknowledged within AckWait, for instance because its
-// process died, is delivered again. A durable receiver's Stop does not
-// leave that to AckWait: it naks what it holds unsettled, so the
-// consumer's next receiver gets it at once, and a later ack or reject by
-// the holder is still recorded. Stopping a consumer process mid-stream
-// and starting it again therefore loses nothing, and may repeat events
-// that were being handled when it stopped: handlers must tolerate seeing an
-// event twice.
+// typed layer computes the delay) and Reject terminates the message so it
+// is never redelivered: both wait for the broker's reply, so an error
+// means it may not have been recorded. Stopping a receiver gives back the
+// messages it had fetched and not handed out, with a nak, and flushes the
+// connection, so the broker has every ack sent before it. A durable
+// receiver's Stop also naks what it handed out and is still unsettled, so
+// the consumer's next receiver gets it at once rather than after AckWait;
+// a later ack or reject by the holder is still sent. An event not
+// acknowledged within AckWait, for instance because its process died, is
+// delivered again. Stopping a consumer process mid-stream and starting it
+// again therefore loses nothing, and may repeat events that were being
+// handled, or were fetched and unacknowledged, when it stopped: handlers
+// must tolerate seeing an event twice.
 //
 // While the connection is reconnecting, Publish waits (bounded by its ctx
 // or WithTimeout) and fails with an error that names the subject and the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -65,6 +66,66 @@ func Example() {
 	}
 	// Output:
 	// ledger: BTCUSDT 0.25
+}
+
+// ExampleWithAsyncPublish runs a feed at the connection's speed, and a
+// group whose members share its events: Publish returns once each tick is
+// queued, Close waits until the broker stored every one, and what it did
+// not store would reach the error handler.
+func ExampleWithAsyncPublish() {
+	url, stop := embeddedServer()
+	defer stop()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Close()
+	tr, err := natsbus.New(nc, natsbus.WithAsyncPublish(1024))
+	if err != nil {
+		log.Fatal(err)
+	}
+	bus, err := eventbus.New(eventbus.WithTransport(tr), eventbus.WithErrorHandler(func(he *eventbus.HandlerError) {
+		log.Println(he) // for a publish: the broker did not store the event
+	}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	type tick struct {
+		Symbol string  `json:"symbol"`
+		Price  float64 `json:"price"`
+	}
+	ticks := eventbus.MustTopic[tick](bus, "market.tick")
+	const n = 1000
+	var handled atomic.Int64
+	done := make(chan struct{})
+	// Two members of one group, as two processes would run them: each
+	// handles up to 4 ticks at once, and each tick goes to one of them.
+	for range 2 {
+		_, err = ticks.Subscribe(func(context.Context, eventbus.Event[tick]) error {
+			if handled.Add(1) == n {
+				close(done)
+			}
+			return nil
+		}, eventbus.Group("pricers"), eventbus.Concurrency(4), eventbus.AckWait(5*time.Second))
+		if err != nil {
+			log.Fatal(err)
+		}
+	}
+	for i := range n {
+		if err := ticks.Publish(ctx, tick{Symbol: "BTCUSDT", Price: 42000 + float64(i)}); err != nil {
+			log.Fatal(err) // the window stayed full until ctx ended
+		}
+	}
+	<-done
+	if err := bus.Close(ctx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("handled", handled.Load(), "failed publishes", bus.Stats().PublishFailed)
+	// Output:
+	// handled 1000 failed publishes 0
 }
 
 // Example_transport publishes an event through the transport and receives

@@ -28,6 +28,9 @@ const (
 	// settled before it redelivers it, when SubscribeOptions.AckWait is 0
 	// (JetStream's own default).
 	DefaultAckWait = 30 * time.Second
+	// DefaultPullBatch is how many messages a receiver fetches ahead of
+	// its handlers (see WithPullBatch).
+	DefaultPullBatch = 256
 )
 
 // An Option configures the transport made by New. An option given an
@@ -43,6 +46,8 @@ type config struct {
 	duplicates time.Duration // 0: DefaultDuplicateWindow, capped by maxAge
 	timeout    time.Duration
 	logger     *slog.Logger
+	batch      int // messages a receiver fetches ahead
+	window     int // WithAsyncPublish: publishes awaiting their ack; 0: publish synchronously
 }
 
 func defaultConfig() config {
@@ -51,6 +56,7 @@ func defaultConfig() config {
 		prefix:  DefaultSubjectPrefix,
 		storage: jetstream.FileStorage,
 		timeout: DefaultTimeout,
+		batch:   DefaultPullBatch,
 	}
 }
 
@@ -167,6 +173,54 @@ func WithLogger(l *slog.Logger) Option {
 			return fmt.Errorf("%w: WithLogger(nil)", eventbus.ErrInvalidOption)
 		}
 		c.logger = l
+		return nil
+	}
+}
+
+// WithPullBatch sets how many messages each receiver fetches from the
+// broker ahead of its handlers (default DefaultPullBatch; a receiver with
+// a larger MaxInFlight fetches that many). A larger batch costs fewer
+// round trips; it also holds more events away from the other members of a
+// group, and every fetched event's AckWait runs while it waits: keep the
+// batch times a handler's duration well under the AckWait, or events wait
+// so long in the batch that the broker delivers them again. Each
+// consumer's MaxAckPending is 32 times a receiver's batch plus MaxInFlight,
+// so that up to 32 members of a group each hold a full batch without
+// waiting for each other. n must be between 1 and 10000.
+func WithPullBatch(n int) Option {
+	return func(c *config) error {
+		if n < 1 || n > 10000 {
+			return fmt.Errorf("%w: WithPullBatch(%d): want 1 to 10000", eventbus.ErrInvalidOption, n)
+		}
+		c.batch = n
+		return nil
+	}
+}
+
+// WithAsyncPublish makes Publish return once the event is queued on the
+// connection, with its ID as Nats-Msg-Id, instead of once the stream has
+// stored it: a feed then publishes at the connection's speed rather than
+// one round trip per event. At most window publishes await the stream's
+// acknowledgement; a Publish that finds the window full waits for room,
+// until its ctx ends (it then returns an error wrapping ctx's, and the
+// event is not published). A publish whose acknowledgement does not come
+// within WithTimeout, or that met a disconnection, is sent again, up to 3
+// times, the duplicate window making that safe; one the broker refused,
+// or that was never acknowledged, is reported through the bus's error
+// handler (a *eventbus.HandlerError with no Subscriber) and counted in
+// eventbus.Stats.PublishFailed: the transport implements
+// eventbus.AsyncPublisher. Flush, and the bus's and the transport's Close,
+// wait for every outstanding acknowledgement; publishes still outstanding
+// when the connection closes are reported too. The jetstream client keeps
+// one goroutine of its own per transport for this mode (it resets pending
+// acknowledgements on reconnection) until the connection is closed.
+// window must be between 1 and 65536; a few thousand is plenty.
+func WithAsyncPublish(window int) Option {
+	return func(c *config) error {
+		if window < 1 || window > 1<<16 {
+			return fmt.Errorf("%w: WithAsyncPublish(%d): want a window of 1 to 65536", eventbus.ErrInvalidOption, window)
+		}
+		c.window = window
 		return nil
 	}
 }

@@ -19,10 +19,19 @@ import (
 // long the broker keeps one whose process went away without Stop.
 const ephemeralInactivity = time.Minute
 
-// maxBuffered bounds the messages a receiver pulls ahead of Next. The
-// consumer's MaxAckPending bounds them too, so it only matters for a large
-// MaxInFlight.
-const maxBuffered = 500
+// memberRoom is how many receivers of one consumer (the members of a
+// group, or processes sharing a Name) can each hold a full batch and their
+// handlers' deliveries before the broker stops handing out events: the
+// consumer's MaxAckPending is memberRoom times one receiver's share.
+const memberRoom = 32
+
+// maxAckPending is the MaxAckPending of a consumer whose receivers fetch
+// batch messages ahead and handle inFlight at once: room for memberRoom
+// of them, so that members of a group never wait for each other, and a
+// member that dies holding its share leaves the others theirs.
+func maxAckPending(batch, inFlight int) int {
+	return memberRoom * (max(batch, inFlight) + inFlight)
+}
 
 // pullHeartbeat is how often the broker signals an idle pull request is
 // alive. Two missed in a row make the receiver check that its consumer
@@ -34,7 +43,7 @@ const pullHeartbeat = 2 * time.Second
 // asks the broker for more when its Next begins or wakes, but not while its
 // goroutine is still sending the previous request (nats.go's checkPending
 // skips while fetchInProgress is set, and nothing re-checks later). With
-// MaxInFlight 1 that request is for one message, and under CPU load the
+// a small batch that request is for few messages, and under CPU load the
 // message can be handed out, settled and Next called again before the
 // request is marked sent: that Next asks for nothing and waits on an inbox
 // nothing will reach until two heartbeats are missed, stalling the
@@ -55,8 +64,10 @@ const maxRecoverWait = 5 * time.Second
 // a pull.
 const drainPoll = 20 * time.Millisecond
 
-// receiver implements eventbus.Receiver on a pull consumer, reading one
-// message at a time from a jetstream.MessagesContext.
+// receiver implements eventbus.Receiver on a pull consumer, reading from
+// a jetstream.MessagesContext that keeps a batch of messages fetched ahead
+// (WithPullBatch), so that the broker's round trip is paid once per batch,
+// not once per event.
 type receiver struct {
 	t         *transport
 	subject   string
@@ -92,7 +103,7 @@ func newReceiver(t *transport, subject string, opts eventbus.SubscribeOptions) *
 		t:       t,
 		subject: subject,
 		pullOpts: []jetstream.PullMessagesOpt{
-			jetstream.PullMaxMessages(min(inFlight, maxBuffered)),
+			jetstream.PullMaxMessages(max(t.cfg.batch, inFlight)),
 			jetstream.PullHeartbeat(pullHeartbeat),
 		},
 		errClosed: fmt.Errorf("natsbus: receive from %s: %w", subject, eventbus.ErrClosed),
@@ -103,7 +114,7 @@ func newReceiver(t *transport, subject string, opts eventbus.SubscribeOptions) *
 			DeliverPolicy: jetstream.DeliverNewPolicy,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       cmp.Or(opts.AckWait, DefaultAckWait),
-			MaxAckPending: inFlight,
+			MaxAckPending: maxAckPending(t.cfg.batch, inFlight),
 			FilterSubject: subject,
 		},
 	}
@@ -438,6 +449,15 @@ func (r *receiver) stop(ctx context.Context, force bool) error {
 	}
 	if r.durable {
 		r.giveBackUnsettled()
+	}
+	// Acks are plain publishes: make sure those sent so far, and the naks
+	// of what was given back, reached the broker before the process may
+	// go. A connection that is down has nothing it could flush: what it
+	// lost comes back after AckWait.
+	if r.t.nc.IsConnected() {
+		if err := r.t.nc.FlushWithContext(ctx); err != nil && r.t.nc.IsConnected() {
+			return fmt.Errorf("natsbus: stop receiver of %s: flushing acknowledgements: %w", r.subject, err)
+		}
 	}
 	return r.finish(ctx, force)
 }

@@ -15,10 +15,11 @@ import (
 )
 
 var (
-	_ eventbus.Transport = (*transport)(nil)
-	_ eventbus.Receiver  = (*receiver)(nil)
-	_ eventbus.Drainer   = (*receiver)(nil)
-	_ eventbus.Delivery  = (*delivery)(nil)
+	_ eventbus.Transport      = (*transport)(nil)
+	_ eventbus.AsyncPublisher = (*transport)(nil)
+	_ eventbus.Receiver       = (*receiver)(nil)
+	_ eventbus.Drainer        = (*receiver)(nil)
+	_ eventbus.Delivery       = (*delivery)(nil)
 )
 
 // transport implements eventbus.Transport on one JetStream stream.
@@ -27,7 +28,8 @@ type transport struct {
 	js      jetstream.JetStream
 	stream  jetstream.Stream // a handle on cfg.stream: its methods ask the broker
 	cfg     config
-	subject string // cfg.prefix + ".", put before every topic
+	subject string          // cfg.prefix + ".", put before every topic
+	async   *asyncPublisher // nil: Publish waits for the stream's acknowledgement
 	closed  atomic.Bool
 
 	mu        sync.Mutex
@@ -79,6 +81,11 @@ func New(nc *nats.Conn, opts ...Option) (eventbus.Transport, error) {
 	if t.stream, err = t.ensureStream(ctx); err != nil {
 		return nil, fmt.Errorf("natsbus: stream %s: %w", cfg.stream, err)
 	}
+	if cfg.window > 0 {
+		if t.async, err = newAsyncPublisher(t); err != nil {
+			return nil, fmt.Errorf("natsbus: %w", err)
+		}
+	}
 	return t, nil
 }
 
@@ -123,7 +130,10 @@ func (t *transport) ensureStream(ctx context.Context) (jetstream.Stream, error) 
 }
 
 // Publish stores env in the stream under the subject prefix + "." +
-// env.Topic and returns once the broker has acknowledged it. A publish of
+// env.Topic and returns once the broker has acknowledged it, or, with
+// WithAsyncPublish, once it is queued on the connection (see there).
+// Concurrent calls share the connection, each waiting only for its own
+// acknowledgement. A publish of
 // an env.ID seen within the duplicate window is acknowledged without
 // storing the event again, so a failed Publish can be retried with the
 // same envelope; an error does not prove the event was not stored (the
@@ -151,6 +161,9 @@ func (t *transport) Publish(ctx context.Context, env *eventbus.Envelope) error {
 		return fmt.Errorf("natsbus: publish to %s: the envelope has a zero ID", subject)
 	}
 	msg := &nats.Msg{Subject: subject, Header: encodeHeader(env, t.cfg.stream), Data: env.Data}
+	if t.async != nil {
+		return t.async.publish(ctx, msg, env, subject)
+	}
 	if _, err := t.js.PublishMsg(ctx, msg); err != nil {
 		if st := t.nc.Status(); st != nats.CONNECTED {
 			return fmt.Errorf("natsbus: publish %s to %s (connection %v): %w", env.ID, subject, st, err)
@@ -174,11 +187,13 @@ func (t *transport) Publish(ctx context.Context, env *eventbus.Envelope) error {
 //
 // A new consumer starts with events published from now on, or with the
 // last stored event of the topic if opts.Replay is set; an existing durable
-// consumer resumes where it stopped, whatever Replay says. MaxInFlight
-// (default 1, which keeps publish order even across retries) bounds the
-// deliveries of the consumer handed out and not settled; for a group it
-// bounds the whole group. AckWait defaults to DefaultAckWait. The settings
-// of an existing durable consumer are updated to these. A negative
+// consumer resumes where it stopped, whatever Replay says. The receiver
+// fetches a batch of messages ahead (WithPullBatch, or MaxInFlight if
+// larger) and hands them out in stream order; MaxInFlight (default 1) is
+// how many of them its callers work on at once, in this process. The
+// consumer's MaxAckPending leaves room for 32 receivers each holding that
+// much (see the package doc). AckWait defaults to DefaultAckWait. The
+// settings of an existing durable consumer are updated to these. A negative
 // MaxInFlight or AckWait gives an error wrapping eventbus.ErrInvalidOption,
 // a bad topic one wrapping eventbus.ErrInvalidTopic.
 func (t *transport) Subscribe(ctx context.Context, opts eventbus.SubscribeOptions) (eventbus.Receiver, error) {
@@ -216,8 +231,35 @@ func (t *transport) Subscribe(ctx context.Context, opts eventbus.SubscribeOption
 	return r, nil
 }
 
-// Close stops every receiver not yet stopped, as Stop does, and deletes
-// the ephemeral consumers still waiting for deliveries to be settled;
+// OnPublishFailure implements eventbus.AsyncPublisher: with
+// WithAsyncPublish, f is called for each event Publish accepted and the
+// broker did not store (after the resends); until it is set, or without
+// the bus, such events are logged. Without WithAsyncPublish, Publish
+// reports every failure itself and f is never called.
+func (t *transport) OnPublishFailure(f func(env *eventbus.Envelope, err error)) {
+	if t.async != nil {
+		t.async.onFailure(f)
+	}
+}
+
+// Flush implements eventbus.AsyncPublisher: it blocks until every event
+// Publish accepted so far is stored by the broker or reported failed, or
+// ctx ends (it returns an error wrapping ctx's). It waits until no publish
+// at all is outstanding, so while other goroutines keep publishing it
+// returns at their first pause. Without WithAsyncPublish
+// it returns nil at once: each Publish waited for its event to be stored.
+func (t *transport) Flush(ctx context.Context) error {
+	if t.async == nil {
+		return nil
+	}
+	return t.async.flush(ctx)
+}
+
+// Close first waits, with WithAsyncPublish, for the acknowledgement of
+// every publish outstanding, reporting each one still unacknowledged when
+// ctx ends as failed. It then stops every receiver not yet stopped, as
+// Stop does, and deletes the ephemeral consumers still waiting for
+// deliveries to be settled;
 // deliveries of durable consumers can still be settled afterwards. Publish
 // and Subscribe fail with eventbus.ErrClosed once Close has begun. Close
 // leaves the connection open and no goroutine of the transport running.
@@ -235,6 +277,11 @@ func (t *transport) Close(ctx context.Context) error {
 	ctx, cancel := t.bound(ctx)
 	defer cancel()
 	var errs []error
+	if t.async != nil {
+		if err := t.async.close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, r := range rs {
 		if err := r.stop(ctx, true); err != nil {
 			errs = append(errs, err)

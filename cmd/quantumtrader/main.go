@@ -43,7 +43,7 @@
 //	-duration d   how long the market runs; with -role consumers, how long
 //	              to consume (default 10s)
 //	-rate n       market ticks per second to aim for; 0 means as fast as the
-//	              subscribers keep up (default 5000 in memory, 500 over NATS)
+//	              subscribers keep up (default 5000, in memory and over NATS)
 //	-seed n       seed of the market, the strategies and the flaky webhook (default 1)
 //	-json         print the summary as JSON on stdout (the live view goes to stderr)
 //	-quiet        no live view, only the summary
@@ -132,10 +132,9 @@ const (
 	roleConsumers role = "consumers" // the subscriptions, and what their handlers publish
 )
 
-// The defaults of the flags that depend on -nats.
+// The defaults of the flags.
 const (
-	memoryRate    = 5000
-	natsRate      = 500 // a tick is consumed by four subscriptions, each one event at a time
+	defaultRate   = 5000
 	defaultStream = "QUANTUMTRADER"
 	defaultPrefix = "quantumtrader"
 )
@@ -150,7 +149,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("quantumtrader", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.DurationVar(&cfg.duration, "duration", 10*time.Second, "how long the market runs; with -role consumers, how long to consume")
-	fs.IntVar(&cfg.rate, "rate", memoryRate, fmt.Sprintf("market ticks per second to aim for; 0 means as fast as the subscribers keep up (%d with -nats)", natsRate))
+	fs.IntVar(&cfg.rate, "rate", defaultRate, "market ticks per second to aim for; 0 means as fast as the subscribers keep up")
 	fs.Uint64Var(&cfg.seed, "seed", 1, "seed of the market, the strategies and the flaky webhook")
 	fs.BoolVar(&cfg.json, "json", false, "print the summary as JSON on stdout (the live view goes to stderr)")
 	fs.BoolVar(&cfg.quiet, "quiet", false, "no live view, only the summary")
@@ -183,9 +182,6 @@ Flags:
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if cfg.natsURL != "" && !set["rate"] {
-		cfg.rate = natsRate
-	}
 	var problem string
 	switch {
 	case fs.NArg() > 0:
@@ -244,6 +240,11 @@ const (
 	closeTimeoutNATS = 30 * time.Second
 )
 
+// onSubscribed, if set, is called once run has made every subscription of
+// its role: a test that starts the producers in another run waits for it,
+// since the consumers' process makes more consumers than it can count.
+var onSubscribed func()
+
 // run is the whole program: it runs the part of the trading system its
 // role says for cfg.duration or until ctx ends (Ctrl-C), shows the live
 // view, drains the bus, prints the summary and returns errLoss if the
@@ -278,6 +279,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		_ = bus.Close(ctx)
 		return fmt.Errorf("subscribing: %w", err)
+	}
+	if onSubscribed != nil {
+		onSubscribed()
 	}
 
 	runCtx, stopRun := context.WithTimeout(ctx, cfg.duration)

@@ -17,8 +17,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/quantumtrader/eventbus"
 	"github.com/quantumtrader/eventbus/natsbus/natstest"
 )
@@ -52,7 +50,7 @@ func TestRun(t *testing.T) {
 	})
 
 	t.Run("the feed publishes exactly rate times duration ticks", func(t *testing.T) {
-		assert.EqualValues(t, memoryRate, sum.Components.MarketFeed.Ticks)
+		assert.EqualValues(t, defaultRate, sum.Components.MarketFeed.Ticks)
 	})
 
 	t.Run("loses no event", func(t *testing.T) {
@@ -175,7 +173,7 @@ func TestMarketFeedFlatOutIsPacedByItsSubscribers(t *testing.T) {
 		require.NoError(t, bus.Close(t.Context()))
 
 		assert.EqualValues(t, int64(session/perTick), feed.state().Ticks, "one tick per handler call of the session")
-		assert.Greater(t, feed.state().Ticks, uint64(memoryRate*session.Seconds()), "faster than the default rate")
+		assert.Greater(t, feed.state().Ticks, uint64(defaultRate*session.Seconds()), "faster than the default rate")
 	})
 }
 
@@ -302,7 +300,7 @@ func TestCheckDelivery(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := ok
 			tc.change(&r)
-			d := checkDelivery([]SubscriptionRow{r}, tc.closeErr, checkExact)
+			d := checkDelivery([]SubscriptionRow{r}, tc.closeErr, checkExact, 0)
 			if tc.problem == "" {
 				assert.True(t, d.OK)
 				assert.Empty(t, d.Problems)
@@ -341,31 +339,36 @@ func TestHealthOf(t *testing.T) {
 func TestCheckDeliveryByRole(t *testing.T) {
 	ok := SubscriptionRow{Component: "Orchestrator", Topic: "policy.updated", Expected: 5, Dispatched: 5, Delivered: 5, Handled: 5}
 	for _, tc := range []struct {
-		name    string
-		kind    checkKind
-		change  func(*SubscriptionRow)
-		problem string // "" for a pass
+		name          string
+		kind          checkKind
+		change        func(*SubscriptionRow)
+		publishFailed uint64
+		problem       string // "" for a pass
 	}{
 		{"at least once passes with more than was published", checkAtLeastOnce, func(r *SubscriptionRow) {
 			r.Dispatched, r.Delivered, r.Handled = 7, 7, 7
-		}, ""},
+		}, 0, ""},
 		{"at least once fails with fewer", checkAtLeastOnce, func(r *SubscriptionRow) {
 			r.Dispatched, r.Delivered, r.Handled = 4, 4, 4
-		}, "4 delivered and 0 dead-lettered of 5 published"},
+		}, 0, "4 delivered and 0 dead-lettered of 5 published"},
 		{"the consumers' check ignores what this process published", checkHandled, func(r *SubscriptionRow) {
 			r.Expected = 0
-		}, ""},
+		}, 0, ""},
 		{"the consumers' check fails on a delivery begun and never finished", checkHandled, func(r *SubscriptionRow) {
 			r.Expected, r.Dispatched = 0, 6
-		}, "5 delivered and 0 dead-lettered of 6 dispatched"},
+		}, 0, "5 delivered and 0 dead-lettered of 6 dispatched"},
 		{"the producers' check fails on a dropped event", checkStored, func(r *SubscriptionRow) {
 			r.Dropped = 1
-		}, "1 dropped"},
+		}, 0, "1 dropped"},
+		{"the producers' check fails on a publish the broker did not store", checkStored, func(*SubscriptionRow) {},
+			2, "the broker did not store 2 published events"},
+		{"at least once fails on a publish the broker did not store", checkAtLeastOnce, func(*SubscriptionRow) {},
+			1, "the broker did not store 1 published events"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := ok
 			tc.change(&r)
-			d := checkDelivery([]SubscriptionRow{r}, nil, tc.kind)
+			d := checkDelivery([]SubscriptionRow{r}, nil, tc.kind, tc.publishFailed)
 			assert.Equal(t, tc.kind, d.Check)
 			if tc.problem == "" {
 				assert.True(t, d.OK, "problems: %q", d.Problems)
@@ -375,8 +378,8 @@ func TestCheckDeliveryByRole(t *testing.T) {
 			assert.Contains(t, strings.Join(d.Problems, "\n"), tc.problem)
 		})
 	}
-	assert.NotEmpty(t, checkDelivery(nil, nil, checkHandled).Skipped, "the consumers say why the loss check is skipped")
-	assert.NotEmpty(t, checkDelivery(nil, nil, checkStored).Skipped, "the producers say why the loss check is skipped")
+	assert.NotEmpty(t, checkDelivery(nil, nil, checkHandled, 0).Skipped, "the consumers say why the loss check is skipped")
+	assert.NotEmpty(t, checkDelivery(nil, nil, checkStored, 0).Skipped, "the producers say why the loss check is skipped")
 }
 
 func TestRunOverNATS(t *testing.T) {
@@ -389,7 +392,7 @@ func TestRunOverNATS(t *testing.T) {
 		assert.Equal(t, checkAtLeastOnce, sum.Delivery.Check)
 		assert.Equal(t, roleAll, sum.Role)
 		assert.Equal(t, names.Stream, sum.Stream)
-		assert.Equal(t, natsRate, sum.Rate, "the default rate over NATS")
+		assert.Equal(t, defaultRate, sum.Rate, "the default rate over NATS, as in memory")
 		assert.NotZero(t, sum.Components.MarketFeed.Ticks)
 		assertOnlyTheWebhookFailed(t, sum)
 	})
@@ -402,6 +405,9 @@ func TestRunOverNATS(t *testing.T) {
 		// The consumers run until interrupted, as with Ctrl-C.
 		interrupt, stop := context.WithCancel(t.Context())
 		defer stop()
+		subscribed := make(chan struct{})
+		onSubscribed = func() { close(subscribed) }
+		defer func() { onSubscribed = nil }()
 		consumed := make(chan Summary, 1)
 		go func() {
 			var stdout, stderr bytes.Buffer
@@ -411,16 +417,12 @@ func TestRunOverNATS(t *testing.T) {
 			assert.NoError(t, json.Unmarshal(stdout.Bytes(), &sum))
 			consumed <- sum
 		}()
-		js, err := jetstream.New(srv.Connect(t))
-		require.NoError(t, err)
-		require.Eventually(t, func() bool { // every consumer subscribed: the producers may start
-			s, err := js.Stream(t.Context(), names.Stream)
-			if err != nil {
-				return false
-			}
-			info, err := s.Info(t.Context())
-			return err == nil && info.State.Consumers >= 16
-		}, 30*time.Second, 20*time.Millisecond)
+		select { // every consumer subscribed: the producers may start
+		case <-subscribed:
+			onSubscribed = nil // the producers' run is not waited for
+		case sum := <-consumed:
+			t.Fatalf("the consumers ended before subscribing: %+v", sum.Delivery)
+		}
 
 		produced, _ := runJSON(t, t.Context(), append(flags, "-role", "producers", "-duration", "1s")...)
 		stop()

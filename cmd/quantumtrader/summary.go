@@ -37,6 +37,9 @@ type BusTotals struct {
 	DeadLettered uint64 `json:"dead_lettered"`
 	Dropped      uint64 `json:"dropped"`
 	Undelivered  uint64 `json:"undelivered"`
+	// PublishFailed counts events Publish accepted over NATS that the
+	// broker then did not store (the demo publishes asynchronously).
+	PublishFailed uint64 `json:"publish_failed"`
 }
 
 // TopicRow is one topic's figures (eventbus.TopicStats). Deliveries,
@@ -191,7 +194,8 @@ const (
 	// none dropped.
 	checkHandled checkKind = "handled"
 	// checkStored: in the producers role every event Publish accepted
-	// was stored by the stream; its one subscription (the Strategy
+	// was stored by the stream (by the time Close returned: the demo
+	// publishes asynchronously over NATS, and counts what was not stored); its one subscription (the Strategy
 	// Generator's, on the trades the consumers publish) is checked as in
 	// checkHandled.
 	checkStored checkKind = "stored"
@@ -215,9 +219,14 @@ func kindOf(cfg config) checkKind {
 // last failed attempt, dead-lettered: nothing dropped, abandoned or missing.
 // It compares three independent counts: the topics' Published, the
 // subscriptions' statistics, and the components' own counts of what their
-// handlers took. kind says how much of that the process can know.
-func checkDelivery(rows []SubscriptionRow, closeErr error, kind checkKind) Delivery {
+// handlers took. kind says how much of that the process can know;
+// publishFailed is the bus's count of events Publish accepted and the
+// broker did not store.
+func checkDelivery(rows []SubscriptionRow, closeErr error, kind checkKind, publishFailed uint64) Delivery {
 	d := Delivery{Check: kind, Subscriptions: len(rows)}
+	if publishFailed > 0 { // accepted, then refused or never acknowledged by the broker: lost
+		d.Problems = append(d.Problems, fmt.Sprintf("the broker did not store %d published events (see the log)", publishFailed))
+	}
 	switch kind {
 	case checkHandled:
 		d.Skipped = "the events were published by another process, so this one cannot know how many each subscription was owed; " +
@@ -279,6 +288,7 @@ func (s *system) summarize(consumers []*consumer, elapsed time.Duration, interru
 	sum.Bus = BusTotals{
 		Published: st.Published, Dispatched: st.Dispatched, Delivered: st.Delivered, Errors: st.Errors,
 		Retries: st.Retries, DeadLettered: st.DeadLettered, Dropped: st.Dropped, Undelivered: st.Undelivered,
+		PublishFailed: st.PublishFailed,
 	}
 	topics := s.bus.Topics()
 	for _, t := range topics {
@@ -304,7 +314,7 @@ func (s *system) summarize(consumers []*consumer, elapsed time.Duration, interru
 		sum.Stream = s.cfg.stream
 	}
 	sum.Scenario = scenarioOf(sum.Components, s.cfg.role)
-	sum.Delivery = checkDelivery(sum.Subscriptions, closeErr, kindOf(s.cfg))
+	sum.Delivery = checkDelivery(sum.Subscriptions, closeErr, kindOf(s.cfg), st.PublishFailed)
 	sum.Timeline = s.analytics.timelineFrom(0)
 	return sum
 }

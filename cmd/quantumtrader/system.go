@@ -25,6 +25,10 @@ const capital = 100_000.0
 // chooses the bus: in memory, or over NATS JetStream with -nats, and every
 // component runs unchanged on either. disconnect closes the NATS
 // connection, once the bus is closed.
+// asyncWindow is how many of the demo's publishes may await the broker's
+// acknowledgement over NATS.
+const asyncWindow = 4096
+
 func newBus(cfg config, logOutput io.Writer) (bus *eventbus.Bus, disconnect func(), err error) {
 	logger := slog.New(slog.NewTextHandler(logOutput, &slog.HandlerOptions{
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
@@ -45,7 +49,12 @@ func newBus(cfg config, logOutput io.Writer) (bus *eventbus.Bus, disconnect func
 	if err != nil {
 		return nil, nil, fmt.Errorf("connecting to NATS at %s: %w", cfg.natsURL, err)
 	}
-	tr, err := natsbus.New(nc, natsbus.WithStream(cfg.stream), natsbus.WithSubjectPrefix(cfg.prefix), natsbus.WithLogger(logger))
+	// The market feed publishes thousands of ticks a second: it waits for
+	// the broker's acknowledgements in a window rather than one by one.
+	// What the broker does not store is reported through the bus and fails
+	// the delivery check.
+	tr, err := natsbus.New(nc, natsbus.WithStream(cfg.stream), natsbus.WithSubjectPrefix(cfg.prefix),
+		natsbus.WithLogger(logger), natsbus.WithAsyncPublish(asyncWindow))
 	if err == nil {
 		bus, err = eventbus.New(eventbus.WithTransport(tr), eventbus.WithLogger(logger))
 	}
