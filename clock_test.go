@@ -38,8 +38,22 @@ func TestWithClockRejectsNil(t *testing.T) {
 	assert.ErrorIs(t, err, eventbus.ErrInvalidOption)
 }
 
-func TestEventTimeIsTheWallClockByDefault(t *testing.T) {
+func TestEventTimeFollowsTheWallClockByDefault(t *testing.T) {
 	bus := newBus(t)
+	prices := eventbus.MustTopic[int](bus, "price.updated")
+	before := time.Now()
+	require.NoError(t, prices.Publish(t.Context(), 1))
+	after := time.Now()
+	ev, ok := prices.Latest()
+	require.True(t, ok)
+	assert.Equal(t, time.UTC, ev.Time.Location())
+	// The default clock extrapolates from a wall-clock reading at most
+	// 100 ms old (see WithClock).
+	assert.WithinRange(t, ev.Time, before.Add(-100*time.Millisecond), after.Add(100*time.Millisecond))
+}
+
+func TestWithClockTimeNowStampsTheExactWallClock(t *testing.T) {
+	bus := newBus(t, eventbus.WithClock(time.Now))
 	prices := eventbus.MustTopic[int](bus, "price.updated")
 	before := time.Now()
 	require.NoError(t, prices.Publish(t.Context(), 1))
