@@ -1,6 +1,7 @@
 package eventbus
 
 import (
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -152,4 +153,43 @@ func (r *retiredStats) load(each func(func(*Subscription)), live func(*Subscript
 		}
 	})
 	return t, lat
+}
+
+// Topics returns a snapshot of every topic's statistics, sorted by name.
+func (b *Bus) Topics() []TopicStats {
+	topics := b.topicList()
+	out := make([]TopicStats, 0, len(topics))
+	for _, t := range topics {
+		out = append(out, t.Stats())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Stats returns a snapshot of the bus's counters. Each counter is read
+// atomically, but not all at the same instant.
+func (b *Bus) Stats() Stats {
+	var st Stats
+	var sum Counts
+	for _, t := range b.topicList() { // unsorted: the sums do not care
+		ts := t.Stats()
+		st.Published += ts.Published
+		st.NoSubscribers += ts.NoSubscribers
+		st.QueueSize += ts.QueueSize
+		sum.add(ts.Counts)
+		if len(ts.Subscriptions) > 0 {
+			st.HandlerTypes++
+		}
+		st.TotalHandlers += len(ts.Subscriptions)
+	}
+	all, _ := b.retAll.load(b.all.Load().each, func(s *Subscription) (Counts, hist.Snapshot) {
+		ss, sl := s.stats()
+		st.QueueSize += ss.QueueLen
+		st.TotalHandlers++
+		return ss.Counts, sl
+	})
+	sum.add(all)
+	st.Counts = sum
+	st.PublishFailed = b.failedPublishes.Load()
+	return st
 }
