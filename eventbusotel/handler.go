@@ -34,7 +34,6 @@ func Handler[T any](h eventbus.Handler[T], opts ...Option) eventbus.Handler[T] {
 		return nil
 	}
 	cfg := newConfig(opts)
-	tracer := cfg.tracer()
 	return func(ctx context.Context, ev eventbus.Event[T]) (err error) {
 		ctx = cfg.propagatorOf().Extract(ctx, propagation.MapCarrier(ev.Metadata))
 		start := make([]trace.SpanStartOption, 2, 4)
@@ -46,7 +45,10 @@ func Handler[T any](h eventbus.Handler[T], opts ...Option) eventbus.Handler[T] {
 				start = append(start, trace.WithLinks(trace.Link{SpanContext: sc}))
 			}
 		}
-		ctx, span := tracer.Start(ctx, "process "+ev.Topic, start...)
+		// The provider is looked up per call, as Publish does: a program
+		// may wrap its handlers before it sets the global provider, or set
+		// it more than once.
+		ctx, span := cfg.tracer().Start(ctx, "process "+ev.Topic, start...)
 		// A panic is recovered only to be recorded, and raised again as it
 		// was: the bus recovers it and reports it with its stack, counts,
 		// retries and dead-letters it like any handler's.

@@ -434,3 +434,22 @@ func TestGlobalDefaults(t *testing.T) {
 	spans := tp.waitEnded(t, 2)
 	assert.Equal(t, named(t, spans, "publish orders").SpanContext().SpanID(), named(t, spans, "process orders").Parent().SpanID())
 }
+
+// TestGlobalProviderSetTwice wraps a handler, then sets the global
+// provider twice: each delivery's consumer span goes to the provider set
+// when it runs, not to the one of the first call.
+func TestGlobalProviderSetTwice(t *testing.T) {
+	t.Cleanup(func() { otel.SetTracerProvider(noop.NewTracerProvider()) })
+	bus := newBus(t)
+	orders := eventbus.MustTopic[order](bus, topicName)
+	_, err := orders.Subscribe(eventbusotel.Handler(func(context.Context, eventbus.Event[order]) error { return nil }),
+		eventbus.Name("audit"), eventbus.Sync())
+	require.NoError(t, err)
+	for n := range 2 {
+		tp := newTestTracing(t)
+		otel.SetTracerProvider(tp)
+		require.NoError(t, eventbusotel.Publish(context.Background(), orders, order{N: n}))
+		spans := tp.waitEnded(t, 2)
+		assert.NotNil(t, named(t, spans, "process orders"), "provider number %d records the consumer span", n+1)
+	}
+}
