@@ -192,6 +192,10 @@ func WithCodec(c Codec) Option {
 	}
 }
 
+// minAckWait is the shortest ack wait WithAckWait and AckWait accept: the
+// broker's own minimum.
+const minAckWait = 100 * time.Millisecond
+
 // WithAckWait sets, on a bus with a Transport, how long the broker waits
 // for a handler to settle an event before it delivers the event again
 // (default DefaultAckWait). While a handler runs, the bus tells the broker
@@ -200,8 +204,8 @@ func WithCodec(c Codec) Option {
 // that died to go to another. d must be at least 100ms.
 func WithAckWait(d time.Duration) Option {
 	return func(c *config) error {
-		if d < 100*time.Millisecond {
-			return fmt.Errorf("%w: WithAckWait(%v): want at least 100ms", ErrInvalidOption, d)
+		if d < minAckWait {
+			return fmt.Errorf("%w: WithAckWait(%v): want at least %v", ErrInvalidOption, d, minAckWait)
 		}
 		c.ackWait = d
 		return nil

@@ -252,8 +252,8 @@ func Group(s string) SubOption {
 // and errors.ErrUnsupported. d must be at least 100ms.
 func AckWait(d time.Duration) SubOption {
 	return func(c *subConfig) error {
-		if d < 100*time.Millisecond {
-			return fmt.Errorf("%w: AckWait(%v): want at least 100ms", ErrInvalidOption, d)
+		if d < minAckWait {
+			return fmt.Errorf("%w: AckWait(%v): want at least %v", ErrInvalidOption, d, minAckWait)
 		}
 		c.ackWait = d
 		return nil

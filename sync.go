@@ -95,14 +95,9 @@ func callSync[T any](ctx context.Context, subs []*subscriber[T], i int, ev *Even
 			reporting = false
 			continue
 		}
-		if g := s.gate.Load(); g != 0 {
-			if g&gateReplaying != 0 {
-				s.awaitReplay(ctx)
-			}
-			if s.gate.Load()&gateClosed != 0 {
-				out[at] = skipped
-				continue
-			}
+		if s.gate.Load() != 0 && s.unsubscribed(ctx) {
+			out[at] = skipped
+			continue
 		}
 		if err := s.handler(ctx, e); err != nil {
 			reporting = true
@@ -141,10 +136,7 @@ func (s *subscriber[T]) syncFailed(ctx context.Context, ev *Event[T], stack []by
 // PublishWait, Replay and the timed publishes of publishSync; the caller
 // counts the call.
 func (s *subscriber[T]) callTimed(ctx context.Context, ev *Event[T]) (outcome, error) {
-	if s.gate.Load()&gateReplaying != 0 {
-		s.awaitReplay(ctx)
-	}
-	if s.gate.Load()&gateClosed != 0 {
+	if s.unsubscribed(ctx) {
 		return skipped, nil
 	}
 	if err := s.deliver(ctx, ev, true); err != nil {
@@ -189,6 +181,16 @@ var testHookReplay func()
 // replayKey marks the ctx of a Sync Replay's handler calls with the
 // subscription being replayed to.
 type replayKey struct{}
+
+// unsubscribed reports, for a publisher about to call a Sync handler,
+// whether the subscription was unsubscribed, once a Replay under way
+// (gateReplaying) has been delivered.
+func (s *subscriber[T]) unsubscribed(ctx context.Context) bool {
+	if s.gate.Load()&gateReplaying != 0 {
+		s.awaitReplay(ctx)
+	}
+	return s.gate.Load()&gateClosed != 0
+}
 
 // awaitReplay waits, in a publisher about to call a Sync handler whose
 // gate has gateReplaying set, until the subscription's replay has been
