@@ -49,109 +49,21 @@ func (t *Topic[T]) publish(ctx context.Context, ev *Event[T], internal bool) err
 	if !hasSync(subs, all) {
 		return nil
 	}
-	var buf [64]outcome
-	var r syncRun[T]
-	r.ts, r.ledger = syncOf(subs)
-	r.out = outcomes(buf[:], len(r.ts))
+	// No panic gets past publishSync to keep Close waiting: it returns the
+	// logger's, to raise once the publish is finished.
+	var escaped *recovered
+	if subs != nil && len(subs.sync) > 0 {
+		escaped = publishSync(ctx, subs.sync, ev, n)
+	}
 	if all != nil && len(all.sync) > 0 {
-		r.as, r.allOut = all.sync, outcomes(buf[min(len(r.ts), len(buf)):], len(all.sync))
-	}
-	// No panic gets past publishSync to skip finishSync and keep Close
-	// waiting: it returns the logger's, to raise once the publish is
-	// finished.
-	escaped := publishSync(ctx, r.ts, ev, n, r.out)
-	if len(r.as) > 0 {
 		boxOnce(&anyEv, ev)
-		escaped = cmp.Or(escaped, publishSync(ctx, r.as, &anyEv, n, r.allOut))
+		escaped = cmp.Or(escaped, publishSync(ctx, all.sync, &anyEv, n))
 	}
-	t.finishSync(&r)
+	t.leave()
 	if escaped != nil {
 		panic(escaped.value)
 	}
 	return nil
-}
-
-// syncRun is the Sync handlers of a publish and what became of their calls.
-type syncRun[T any] struct {
-	ts     []*subscriber[T] // the topic's
-	ledger *syncLedger      // that counts their calls
-	out    []outcome
-	as     []*subscriber[any] // SubscribeAll's
-	allOut []outcome
-}
-
-// finishSync ends a publish that ran Sync handlers: it counts the calls
-// of SubscribeAll's Sync subscriptions (countSync), then, under the topic's
-// lock, those of the topic's Sync subscriptions, and tells Close when the
-// last such publish is over. The topic's are counted with one increment of
-// their ledger, whatever their number (see syncLedger); only a call that
-// failed or was skipped, or a subscription that left the ledger, takes a
-// look at the subscriptions.
-func (t *Topic[T]) finishSync(r *syncRun[T]) {
-	countSync(r.as, r.allOut)
-	subs, out, l := r.ts, r.out, r.ledger
-	var late []int // calls of subscriptions that Unsubscribe retired meanwhile
-	t.mu.Lock()
-	if l != nil {
-		l.done++
-		l.inflight--
-		if l.leavers || !allHandled(out) {
-			late = correctSync(l, subs, out)
-		}
-		if !l.current && l.inflight == 0 {
-			l.fold()
-		}
-	}
-	t.syncInflight--
-	quiet := t.syncInflight == 0 && t.bus.closed.Load()
-	t.mu.Unlock()
-	for _, i := range late {
-		subs[i].retireLate(callTally(out[i] == failed))
-	}
-	if quiet {
-		t.bus.nudgeQuiet()
-	}
-}
-
-// correctSync adjusts the counts of a publish that l's done has just
-// counted as a handled call of each of its members: a skipped call takes
-// one call and one delivery back, a failed one the delivery. A
-// subscription that has left the ledger (retire) counts its call itself,
-// late: correctSync returns the indexes of those. The caller holds the
-// topic's lock.
-func correctSync[T any](l *syncLedger, subs []*subscriber[T], out []outcome) (late []int) {
-	for i, s := range subs {
-		if s.gate.Load()&gateFolded != 0 {
-			if out[i] != skipped {
-				late = append(late, i)
-			}
-			continue
-		}
-		switch out[i] {
-		case skipped:
-			s.calls--
-			s.delivers--
-		case failed:
-			s.delivers--
-		}
-	}
-	return late
-}
-
-func allHandled(out []outcome) bool {
-	for _, o := range out {
-		if o != handled {
-			return false
-		}
-	}
-	return true
-}
-
-func syncOf[T any](l *subList[T]) ([]*subscriber[T], *syncLedger) {
-	if l == nil {
-		return nil, nil
-	}
-	return l.sync, l.ledger
 }
 
 func hasSync[T any](subs *subList[T], all *subList[any]) bool {
@@ -161,7 +73,7 @@ func hasSync[T any](subs *subList[T], all *subList[any]) bool {
 // accept validates and stamps ev and writes it for every asynchronous
 // subscription, boxing it into anyEv if SubscribeAll ones take it. On
 // success, if there are Sync subscriptions, the caller runs their handlers
-// and then calls t.finishSync; n is the event's number on the topic.
+// and then calls t.leave; n is the event's number on the topic.
 func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], anyEv *Event[any], w *waiter, internal bool) (subs *subList[T], all *subList[any], n uint64, err error) {
 	if err := t.invalid(&ev.Payload); err != nil {
 		return nil, nil, 0, err
@@ -196,10 +108,7 @@ func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], anyEv *Event[any], 
 				t.noSubs++
 			}
 			if hasSync(subs, all) {
-				t.syncInflight++ // Close waits for the Sync handlers
-				if subs != nil && subs.ledger != nil {
-					subs.ledger.inflight++
-				}
+				t.inflight.Add(1) // Close waits for the Sync handlers
 			}
 			t.mu.Unlock()
 			return subs, all, n, nil

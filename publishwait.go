@@ -42,19 +42,17 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 	if hasSync(subs, all) {
 		var g errgroup.Group
 		g.SetLimit(t.bus.cfg.workers)
-		var r syncRun[T]
-		r.ts, r.ledger = syncOf(subs)
-		r.out = outcomes(nil, len(r.ts))
 		var escaped atomic.Pointer[recovered] // see publish
-		goSync(ctx, &g, r.ts, &ev, w, r.out, &escaped)
+		if subs != nil {
+			goSync(ctx, &g, subs.sync, &ev, w, &escaped)
+		}
 		if all != nil && len(all.sync) > 0 {
 			shared := anyEv // what the goroutines share escapes; anyEv itself stays on the stack
 			boxOnce(&shared, &ev)
-			r.as, r.allOut = all.sync, outcomes(nil, len(all.sync))
-			goSync(ctx, &g, r.as, &shared, w, r.allOut, &escaped)
+			goSync(ctx, &g, all.sync, &shared, w, &escaped)
 		}
 		_ = g.Wait() // the goroutines return nil; errors go to w
-		t.finishSync(&r)
+		t.leave()
 		if p := escaped.Load(); p != nil {
 			panic(p.value)
 		}
@@ -69,12 +67,11 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 }
 
 // goSync runs PublishWait's Sync handlers of subs on g, each failure going
-// to w and each outcome to out.
-func goSync[T any](ctx context.Context, g *errgroup.Group, subs []*subscriber[T], ev *Event[T], w *waiter, out []outcome, escaped *atomic.Pointer[recovered]) {
-	for i, s := range subs {
+// to w.
+func goSync[T any](ctx context.Context, g *errgroup.Group, subs []*subscriber[T], ev *Event[T], w *waiter, escaped *atomic.Pointer[recovered]) {
+	for _, s := range subs {
 		g.Go(func() error {
-			var p *recovered
-			out[i], p = guard(func() outcome {
+			p := guard(s.Subscription, func() outcome {
 				o, err := s.callTimed(ctx, ev)
 				if err != nil {
 					w.fail(err)

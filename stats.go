@@ -59,8 +59,8 @@ type TopicStats struct {
 // latency is sampled into a fixed histogram whose quantiles are within
 // 12.5% of the true value: the first 16 calls, then one in 256, are timed;
 // for Sync handlers, those of the topic's first 16 publishes, then one
-// handler of every 256th publish, in turn. A Sync call is counted once the
-// publish that made it has run all its Sync handlers.
+// handler of every 256th publish, in turn. A Sync call is counted as it
+// returns.
 type SubscriptionStats struct {
 	Name        string
 	Topic       string // the topic name, or "*" for SubscribeAll
@@ -78,8 +78,8 @@ type SubscriptionStats struct {
 
 // counters are a subscription's counts of rarer things, each incremented
 // with an atomic add. Dispatched and delivered come from elsewhere and are
-// unused here: the workers' own counts (asynchronous), or Subscription.calls
-// and delivers (Sync).
+// unused here, except on a transport: the workers' own counts
+// (asynchronous), or Subscription.calls (Sync).
 type counters struct {
 	dispatched, delivered, errors, panics, retries, dropped, deadLettered, undelivered atomic.Uint64
 }
@@ -109,6 +109,16 @@ func (c *counters) add(d Counts) {
 		if f.n != 0 {
 			f.c.Add(f.n)
 		}
+	}
+}
+
+// minus returns t less u, counter by counter.
+func (t Counts) minus(u Counts) Counts {
+	return Counts{
+		Dispatched: t.Dispatched - u.Dispatched, Delivered: t.Delivered - u.Delivered,
+		Errors: t.Errors - u.Errors, Panics: t.Panics - u.Panics, Retries: t.Retries - u.Retries,
+		Dropped: t.Dropped - u.Dropped, DeadLettered: t.DeadLettered - u.DeadLettered,
+		Undelivered: t.Undelivered - u.Undelivered,
 	}
 }
 

@@ -1,12 +1,9 @@
 package eventbus
 
 // subList is an immutable snapshot of the subscriptions of a topic (or of
-// SubscribeAll); publishers read it without a lock. ledger counts the calls
-// of a topic's Sync subscriptions made by the publishes that took this
-// snapshot; a new one comes with every change to sync.
+// SubscribeAll); publishers read it without a lock.
 type subList[T any] struct {
 	sync, async []*subscriber[T]
-	ledger      *syncLedger
 	// allShared: every async subscription is one lane in the topic's ring,
 	// with its group there, so that a publish that finds room in each
 	// writes the ring once and nothing else (see Topic.offer).
@@ -29,11 +26,10 @@ func (l *subList[T]) empty() bool { return l == nil || len(l.sync)+len(l.async) 
 func (l *subList[T]) with(s *subscriber[T]) *subList[T] {
 	n := &subList[T]{}
 	if l != nil {
-		n.sync, n.async, n.ledger = l.sync, l.async, l.ledger
+		n.sync, n.async = l.sync, l.async
 	}
 	if s.sync {
 		n.sync = append(n.sync[:len(n.sync):len(n.sync)], s)
-		n.newLedger()
 	} else {
 		n.async = append(n.async[:len(n.async):len(n.async)], s)
 	}
@@ -41,7 +37,7 @@ func (l *subList[T]) with(s *subscriber[T]) *subList[T] {
 }
 
 func (l *subList[T]) without(s *subscriber[T]) *subList[T] {
-	n := &subList[T]{ledger: l.ledger}
+	n := &subList[T]{}
 	for _, x := range l.sync {
 		if x != s {
 			n.sync = append(n.sync, x)
@@ -52,29 +48,7 @@ func (l *subList[T]) without(s *subscriber[T]) *subList[T] {
 			n.async = append(n.async, x)
 		}
 	}
-	if s.sync {
-		n.newLedger()
-	}
 	return n.setAllShared()
-}
-
-// newLedger replaces the ledger n took over from the list it replaces,
-// whose Sync subscriptions were not the same. The caller holds the
-// topic's lock. SubscribeAll's list has none: its Sync subscriptions count
-// their calls under locks of their own (countSync).
-func (n *subList[T]) newLedger() {
-	if n.ledger != nil {
-		n.ledger.close()
-		n.ledger = nil
-	}
-	if len(n.sync) == 0 || n.sync[0].topic == "*" {
-		return
-	}
-	members := make([]*Subscription, len(n.sync))
-	for i, s := range n.sync {
-		members[i] = s.Subscription
-	}
-	n.ledger = openLedger(members)
 }
 
 func (l *subList[T]) each(f func(*Subscription)) {

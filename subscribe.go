@@ -40,9 +40,8 @@ type Subscription struct {
 	// it is set: a delivery that saw it clear started before Unsubscribe
 	// returned, none starts after. Unsubscribe never waits for a handler,
 	// so a handler may unsubscribe itself. retire sets gateFolded, once,
-	// when it moves the counts into the topic's (for a Sync subscription
-	// under callsMu), and a Sync call counted later sees the bit and moves
-	// its own. gateReplaying is set while a new Sync subscription with
+	// when it moves the counts into the topic's, and a count made later
+	// sees the bit and moves itself (foldIfRetired). gateReplaying is set while a new Sync subscription with
 	// Replay is handed the latest event: a publisher that reaches it
 	// meanwhile waits for replayed (see awaitReplay), so the replayed event
 	// comes first.
@@ -52,18 +51,8 @@ type Subscription struct {
 	// then on Stats counts the subscription among the retiring, not the live.
 	retiring bool
 
-	// calls counts the calls of a Sync subscription, under callsMu: the
-	// topic's lock, under which a publisher counts all its Sync calls at
-	// once when its handlers have returned (finishSync: in the ledgers
-	// below, which fold into calls), or, for SubscribeAll, a lock of the
-	// subscription's own (countSync). Replay's calls count under it too
-	// (countCall).
-	callsMu  sync.Locker
-	calls    uint64
-	delivers uint64 // the calls that succeeded
-	// ledgers are the ledgers of the topic's Sync subscriptions that count
-	// calls of this one still (see syncLedger); under callsMu.
-	ledgers []*syncLedger
+	calls  syncCounts // a Sync subscription's calls (see countCall)
+	folded Counts     // what retire moved into the topic's retired totals; under their lock
 
 	unsubscribe sync.Once
 	typed       typedSub // the generic half: rings and list membership
@@ -159,9 +148,6 @@ func SubscribeAll(b *Bus, h Handler[any], opts ...SubOption) (*Subscription, err
 		return nil, err
 	}
 	s.list, s.listMu, s.prodMu = &b.all, &b.mu, &sync.Mutex{}
-	if s.sync {
-		s.callsMu = &sync.Mutex{} // countSync counts its calls
-	}
 	if s.remote != nil {
 		err = attachRemote(b, s, func() error { // under b.mu
 			b.all.Store(b.all.Load().with(s))
@@ -284,9 +270,6 @@ func (t *Topic[T]) Subscribe(h Handler[T], opts ...SubOption) (*Subscription, er
 		return nil, err
 	}
 	s.list, s.listMu, s.prodMu = &t.subs, &t.mu, &t.mu
-	if s.sync {
-		s.callsMu = &t.mu // finishSync counts its calls
-	}
 	if s.remote != nil {
 		err = attachRemote(t.bus, s, func() error {
 			t.mu.Lock()

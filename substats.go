@@ -1,105 +1,78 @@
 package eventbus
 
-import "github.com/quantumtrader/eventbus/internal/hist"
+import (
+	"sync/atomic"
+
+	"github.com/quantumtrader/eventbus/internal/hist"
+)
 
 // retire moves the counts of an unsubscribed subscription into its topic's
-// totals, once: an asynchronous one when its last worker has exited, a Sync
-// one at once (retireLate adds the calls that finish afterwards).
+// retired totals: an asynchronous one when its last worker has exited, a
+// Sync one at once. It sets gateFolded, once; a count made after that
+// (a Sync call still running, a retry failing late) sees the bit and
+// moves itself (see count).
 func (s *Subscription) retire() {
-	// From here on, Sync calls that finish count themselves (countUnlessFolded,
-	// finishSync). The bit is set under the lock of calls, so that each
-	// publish either counted its calls before the fold or sees the bit.
-	if s.callsMu != nil {
-		s.callsMu.Lock()
-	}
-	first := s.gate.Or(gateFolded)&gateFolded == 0
-	if first {
-		s.leaveLedgers()
-	}
-	if s.callsMu != nil {
-		s.callsMu.Unlock()
-	}
-	if !first {
+	if s.gate.Or(gateFolded)&gateFolded != 0 {
 		return
 	}
 	r := s.bus.retired(s.topic)
-	t, lat := s.load(), s.latency.Snapshot()
 	r.mu.Lock()
-	r.sum.add(t)
-	r.latency.Add(lat)
+	s.foldLocked(r)
+	r.latency.Add(s.latency.Snapshot())
 	delete(r.retiring, s)
 	r.mu.Unlock()
 }
 
-// retireLate adds d, counted after retire had folded the subscription's
-// counts, to its topic's retired totals.
-func (s *Subscription) retireLate(d Counts) {
+// foldLocked adds to r what the subscription counted since it was last
+// folded. The caller holds r.mu. Every count goes in exactly once: those
+// made before gateFolded was set are in retire's fold, and each made after
+// it is in the fold of the caller that made it, or in an earlier one.
+func (s *Subscription) foldLocked(r *retiredStats) {
+	now := s.load()
+	r.sum.add(now.minus(s.folded))
+	s.folded = now
+}
+
+// foldIfRetired moves a count made after retire into the topic's retired
+// totals. The caller has just made the count.
+func (s *Subscription) foldIfRetired() {
+	if s.gate.Load()&gateFolded == 0 {
+		return
+	}
 	r := s.bus.retired(s.topic)
 	r.mu.Lock()
-	r.sum.add(d)
+	s.foldLocked(r)
 	r.mu.Unlock()
 }
 
-// callTally is the count of one Sync call.
-func callTally(failed bool) Counts {
-	if failed {
-		return Counts{Dispatched: 1}
-	}
-	return Counts{Dispatched: 1, Delivered: 1}
+// syncCounts count the calls of a Sync handler: each call adds one to ok
+// or to failed as it returns. Publishers of the topic write them for every
+// call, so they have a cache line of their own.
+type syncCounts struct {
+	_          [64]byte
+	ok, failed atomic.Uint64
+	_          [48]byte
 }
 
-// countCall counts one Sync call of a SubscribeAll subscription, or of
-// Replay (see countUnlessFolded).
-func (s *Subscription) countCall(fail bool) {
-	s.countUnlessFolded(callTally(fail), func() {
-		s.calls++
-		if !fail {
-			s.delivers++
-		}
-	})
-}
-
-// count adds d to the subscription's counters, or, for a Sync subscription
-// whose counts Unsubscribe has already folded into its topic's retired
-// totals, to those totals: a Sync call may go on failing, retrying and
-// dead-lettering after its subscription left.
-func (s *Subscription) count(d Counts) {
-	if s.callsMu == nil {
-		s.c.add(d)
+// countCall counts one Sync call, unless it was skipped.
+func (s *Subscription) countCall(o outcome) {
+	switch o {
+	case handled:
+		s.calls.ok.Add(1)
+	case failed:
+		s.calls.failed.Add(1)
+	default:
 		return
 	}
-	s.countUnlessFolded(d, func() { s.c.add(d) })
+	s.foldIfRetired()
 }
 
-// countUnlessFolded runs add under callsMu, unless retire has already
-// folded the subscription's counts into its topic's retired totals: then d
-// goes to those.
-func (s *Subscription) countUnlessFolded(d Counts, add func()) {
-	s.callsMu.Lock()
-	folded := s.gate.Load()&gateFolded != 0
-	if !folded {
-		add()
-	}
-	s.callsMu.Unlock()
-	if folded {
-		s.retireLate(d)
-	}
-}
-
-// syncCalls returns the Sync calls counted under callsMu, and how many of
-// them succeeded.
-func (s *Subscription) syncCalls() (calls, delivers uint64) {
-	if s.callsMu == nil {
-		return 0, 0
-	}
-	s.callsMu.Lock()
-	defer s.callsMu.Unlock()
-	calls, delivers = s.calls, s.delivers
-	for _, l := range s.ledgers {
-		calls += l.done
-		delivers += l.done
-	}
-	return calls, delivers
+// count adds d to the subscription's counters (see foldIfRetired: a Sync
+// call may go on failing, retrying and dead-lettering after its
+// subscription left).
+func (s *Subscription) count(d Counts) {
+	s.c.add(d)
+	s.foldIfRetired()
 }
 
 // load reads the subscription's counts.
@@ -109,7 +82,8 @@ func (s *Subscription) load() Counts {
 		return t
 	}
 	if s.sync {
-		t.Dispatched, t.Delivered = s.syncCalls()
+		ok := s.calls.ok.Load()
+		t.Dispatched, t.Delivered = ok+s.calls.failed.Load(), ok
 		return t
 	}
 	for _, l := range s.lanes {

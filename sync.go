@@ -6,7 +6,7 @@ import (
 	"runtime/debug"
 )
 
-// outcome is what became of one Sync handler's call in a publish.
+// outcome is what became of one Sync handler's call.
 type outcome uint8
 
 const (
@@ -15,55 +15,34 @@ const (
 	skipped                // not called: the subscription was unsubscribed
 )
 
-// outcomes returns n cleared outcomes (handled, until a call says
-// otherwise), in buf if it is large enough: the publish path keeps them on
-// its stack.
-func outcomes(buf []outcome, n int) []outcome {
-	if n > len(buf) {
-		return make([]outcome, n)
-	}
-	buf = buf[:n]
-	clear(buf)
-	return buf
-}
-
 // publishSync runs the Sync handlers of subs for ev, one after the other,
-// in the publisher's goroutine, and records in out[i] what became of
-// subs[i]'s call; the caller counts the calls afterwards, all at once
-// (finishSync, countSync). A handler costs a load: Unsubscribe's bit is
-// checked with it (a call that saw it clear started before Unsubscribe
-// returned, exactly as with a lock). Panics are recovered once per publish,
-// not once per handler: after a panic, the loop resumes with the next
-// handler. n is the publish's number on the topic: it decides which calls
-// are timed for the latency statistics (see sampled).
+// in the publisher's goroutine, and counts each call as it returns
+// (countCall). A handler costs a load: Unsubscribe's bit is checked with it
+// (a call that saw it clear started before Unsubscribe returned, exactly as
+// with a lock). Panics are recovered once per publish, not once per
+// handler: after a panic, the loop resumes with the next handler. n is the
+// publish's number on the topic: it decides which calls are timed for the
+// latency statistics (see sampled): all of them in the topic's first
+// publishes, then one handler of every sampleEvery-th publish, in turn.
 //
 // It returns the first panic of the logger, if any (see guard), for the
 // publisher to raise again once the publish is finished.
-func publishSync[T any](ctx context.Context, subs []*subscriber[T], ev *Event[T], n uint64, out []outcome) (escaped *recovered) {
-	if n <= 16 {
-		for i, s := range subs {
-			var p *recovered
-			out[i], p = guard(func() outcome {
-				o, _ := s.callTimed(ctx, ev)
-				return o
-			})
-			escaped = cmp.Or(escaped, p)
-		}
-		return escaped
-	}
-	timed := -1
-	if sampled(n) && len(subs) > 0 {
-		timed = int(n / sampleEvery % uint64(len(subs))) // one handler per sampled publish, in turn
+func publishSync[T any](ctx context.Context, subs []*subscriber[T], ev *Event[T], n uint64) (escaped *recovered) {
+	timeAll, timed := n <= 16, -1
+	if !timeAll && sampled(n) && len(subs) > 0 {
+		timed = int(n / sampleEvery % uint64(len(subs)))
 	}
 	for i := 0; i < len(subs); i++ {
 		var p *recovered
-		if i, p = callSync(ctx, subs, i, ev, timed, out); p != nil {
+		if i, p = callSync(ctx, subs, i, ev, timeAll, timed); p != nil {
+			s := subs[i]
 			if p.reporting {
-				out[i], escaped = failed, cmp.Or(escaped, p)
+				s.countCall(failed)
+				escaped = cmp.Or(escaped, p)
 				continue
 			}
-			out[i], p = guard(func() outcome {
-				return subs[i].syncFailed(ctx, ev, p.stack, &panicError{value: p.value})
+			p = guard(s.Subscription, func() outcome {
+				return s.syncFailed(ctx, ev, p.stack, &panicError{value: p.value})
 			})
 			escaped = cmp.Or(escaped, p)
 		}
@@ -77,9 +56,11 @@ type recovered struct {
 	reporting bool // not the handler's panic: it came from reporting a failure (see guard)
 }
 
-// callSync calls the handlers of subs from i on, until one panics: it
-// returns the index it stopped at and, if it stopped early, the panic.
-func callSync[T any](ctx context.Context, subs []*subscriber[T], i int, ev *Event[T], timed int, out []outcome) (at int, p *recovered) {
+// callSync calls and counts the handlers of subs from i on, until one
+// panics: it returns the index it stopped at and, if it stopped early, the
+// panic; that call is not counted yet. It times every call if timeAll, else
+// the call at index timed.
+func callSync[T any](ctx context.Context, subs []*subscriber[T], i int, ev *Event[T], timeAll bool, timed int) (at int, p *recovered) {
 	reporting := false
 	defer func() {
 		if r := recover(); r != nil {
@@ -89,39 +70,44 @@ func callSync[T any](ctx context.Context, subs []*subscriber[T], i int, ev *Even
 	e := *ev // handler(ctx, *ev) would copy *ev aside, then again into the call's arguments
 	for at = i; at < len(subs); at++ {
 		s := subs[at]
-		if at == timed {
+		o := handled
+		switch {
+		case timeAll || at == timed:
 			reporting = true // callTimed recovers the handler's own panics
-			out[at], _ = s.callTimed(ctx, ev)
+			o, _ = s.callTimed(ctx, ev)
 			reporting = false
-			continue
+		case s.gate.Load() != 0 && s.unsubscribed(ctx):
+			o = skipped
+		default:
+			if err := s.handler(ctx, e); err != nil {
+				reporting = true
+				o = s.syncFailed(ctx, ev, nil, err)
+				reporting = false
+			}
 		}
-		if s.gate.Load() != 0 && s.unsubscribed(ctx) {
-			out[at] = skipped
-			continue
-		}
-		if err := s.handler(ctx, e); err != nil {
-			reporting = true
-			out[at] = s.syncFailed(ctx, ev, nil, err)
-			reporting = false
-		}
+		s.countCall(o)
 	}
 	return at, nil
 }
 
 // guard runs a step of a Sync delivery that recovers its handler's panics
-// itself, and recovers what panic still gets out: the bus recovers those of
-// the user's functions a failure calls (the error handler, Retry's backoff)
-// too, but not those of the logger (WithLogger) as it reports the failure,
-// there being nowhere left to report them. The publisher raises that panic
-// again once the publish is finished, so that Close does not wait for a
-// publish that never ends; the delivery counts as failed.
-func guard(step func() outcome) (o outcome, p *recovered) {
+// itself, counts the call, and recovers what panic still gets out: the bus
+// recovers those of the user's functions a failure calls (the error
+// handler, Retry's backoff) too, but not those of the logger (WithLogger)
+// as it reports the failure, there being nowhere left to report them. The
+// publisher raises that panic again once the publish is finished, so that
+// Close does not wait for a publish that never ends; the call counts as
+// failed.
+func guard(s *Subscription, step func() outcome) (p *recovered) {
+	o := failed
 	defer func() {
 		if r := recover(); r != nil {
-			o, p = failed, &recovered{value: r, stack: debug.Stack(), reporting: true}
+			p = &recovered{value: r, stack: debug.Stack(), reporting: true}
 		}
+		s.countCall(o)
 	}()
-	return step(), nil
+	o = step()
+	return nil
 }
 
 // syncFailed goes on after the first attempt of a Sync delivery failed.
@@ -133,7 +119,7 @@ func (s *subscriber[T]) syncFailed(ctx context.Context, ev *Event[T], stack []by
 }
 
 // callTimed delivers ev to a Sync handler on its own, timing the call, for
-// PublishWait, Replay and the timed publishes of publishSync; the caller
+// PublishWait, Replay and the timed calls of publishSync; the caller
 // counts the call.
 func (s *subscriber[T]) callTimed(ctx context.Context, ev *Event[T]) (outcome, error) {
 	if s.unsubscribed(ctx) {
@@ -143,16 +129,6 @@ func (s *subscriber[T]) callTimed(ctx context.Context, ev *Event[T]) (outcome, e
 		return failed, err
 	}
 	return handled, nil
-}
-
-// countSync counts the Sync calls of a publish for subscriptions whose
-// counts are not under a topic's lock (SubscribeAll): each under its own lock.
-func countSync[T any](subs []*subscriber[T], out []outcome) {
-	for i, s := range subs {
-		if out[i] != skipped {
-			s.countCall(out[i] == failed)
-		}
-	}
 }
 
 // replaySync hands a new Sync subscription the latest events of its
@@ -206,8 +182,6 @@ func (s *subscriber[T]) awaitReplay(ctx context.Context) {
 // timing the call, and counts it.
 func (s *subscriber[T]) deliverSync(ctx context.Context, ev *Event[T]) error {
 	o, err := s.callTimed(ctx, ev)
-	if o != skipped {
-		s.countCall(o == failed)
-	}
+	s.countCall(o)
 	return err
 }

@@ -105,9 +105,8 @@ func TestSyncCountsAreExactWhileSubscriptionsLeave(t *testing.T) {
 	assert.EqualValues(t, calls-failed+anyCalls.Load(), bs.Delivered, "bus delivered")
 }
 
-// A SubscribeAll Sync subscription counts its calls under a lock of its own,
-// which Unsubscribe's fold of its counts takes too: leaving while
-// publishes run loses no Delivered and counts no call twice.
+// A SubscribeAll Sync subscription leaving while publishes run on it loses
+// no Delivered and counts no call twice.
 func TestSubscribeAllSyncCountsStayExactWhenItLeaves(t *testing.T) {
 	bus := newBus(t)
 	topic := eventbus.MustTopic[int](bus, "sync.all")
@@ -292,14 +291,13 @@ func TestASyncCallThatFailsAfterItsSubscriptionLeftIsCounted(t *testing.T) {
 	assert.EqualValues(t, 1, st.Panics)
 }
 
-// A publish counts its Sync calls in the ledger of the snapshot of
-// subscriptions it took. While one publish is held up in a handler, others
-// come and go: the held publish must count its calls for the subscriptions
+// A publish runs the Sync handlers of the snapshot of subscriptions it
+// took. While one publish is held up in a handler, others come and go: the held publish must count its calls for the subscriptions
 // it ran, not for those that came later, and not for one that left before
 // its handler was reached.
 func TestAHeldSyncPublishCountsForTheSubscriptionsItRan(t *testing.T) {
 	bus := newBus(t)
-	topic := eventbus.MustTopic[int](bus, "sync.ledger")
+	topic := eventbus.MustTopic[int](bus, "sync.held")
 	entered, release := make(chan struct{}), make(chan struct{})
 	var aCalls, bCalls, cCalls atomic.Int64
 	a, err := topic.Subscribe(func(context.Context, eventbus.Event[int]) error {
@@ -349,8 +347,8 @@ func TestAHeldSyncPublishCountsForTheSubscriptionsItRan(t *testing.T) {
 
 // Subscriptions come and go while publishers run, some with PublishWait,
 // handlers fail, panic, hold their publish for a while or unsubscribe from
-// inside: every snapshot of the topic's Sync subscriptions gets its own
-// ledger, and the old ones fold while publishes still run on them. No
+// inside, so publishes still run on old snapshots of the topic's Sync
+// subscriptions, and calls finish after their subscription left. No
 // count may go down on the way, and at the end every live subscription and
 // the topic (the departed included) must count exactly the calls made.
 func TestSyncCountsStayExactWhileSubscriptionsComeAndGo(t *testing.T) {

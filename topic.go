@@ -41,12 +41,10 @@ type topicCore struct {
 	// the event, so every subscription sees the events of concurrent
 	// publishers in the same order, a Reject is all or nothing, and Replay
 	// takes the latest event atomically with the subscription. Handlers
-	// never run under it. It also guards syncInflight and the call counts
-	// of the topic's Sync subscriptions (Subscription.calls).
-	mu           sync.Mutex
-	syncInflight int          // publishes running Sync handlers, for Close
-	inflight     atomic.Int64 // publishes waiting for the Transport, for Close
-	retired      retiredStats // what its unsubscribed subscriptions counted
+	// never run under it.
+	mu       sync.Mutex
+	inflight atomic.Int64 // publishes running Sync handlers or waiting for the Transport, for Close
+	retired  retiredStats // what its unsubscribed subscriptions counted
 }
 
 // topicEntry is a registered topic of any payload type.
@@ -168,7 +166,8 @@ func (t *Topic[T]) latestLocked() (Event[any], bool) {
 	return boxed(&t.latest), true
 }
 
-// leave ends a publish through the Transport.
+// leave ends a publish that ran Sync handlers or went through the
+// Transport.
 func (c *topicCore) leave() {
 	if c.inflight.Add(-1) == 0 && c.bus.closed.Load() {
 		c.bus.nudgeQuiet()
@@ -177,10 +176,7 @@ func (c *topicCore) leave() {
 
 // busy reports whether a publish is under way on the topic.
 func (c *topicCore) busy() bool {
-	c.mu.Lock()
-	n := c.syncInflight
-	c.mu.Unlock()
-	return n != 0 || c.inflight.Load() != 0
+	return c.inflight.Load() != 0
 }
 
 // quiesce waits until no publish is under way on the topic. It takes the
