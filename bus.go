@@ -27,9 +27,12 @@ type Bus struct {
 	all    atomic.Pointer[subList[any]] // SubscribeAll subscriptions
 	live   map[*Subscription]struct{}
 	retAll retiredStats // what SubscribeAll subscriptions that left counted
+	// subscribeAll is SubscribeAll's engine half, chosen in New (see
+	// engine.go).
+	subscribeAll func(*subscriber[any], subConfig) error
 	// remoteAll are the SubscribeAll subscriptions on a Transport: each new
 	// topic gets a receiver for each.
-	remoteAll []*subscriber[any]
+	remoteAll []*remoteSub[any]
 	watching  bool // the stall watcher runs
 	workers   errgroup.Group
 
@@ -75,6 +78,10 @@ func New(opts ...Option) (*Bus, error) {
 		quiet:       make(chan struct{}),
 		stopWatch:   make(chan struct{}),
 		workersDone: make(chan struct{}),
+	}
+	b.subscribeAll = subscribeAllRings
+	if cfg.transport != nil {
+		b.subscribeAll = subscribeAllRemote
 	}
 	if b.logger == nil {
 		b.logger = slog.Default()
@@ -135,30 +142,11 @@ func attach[T any](b *Bus, s *subscriber[T], join func() []Event[T]) error {
 	return nil
 }
 
-// attachRemote registers a new subscription on a Transport: join adds it to
-// its list and starts its receivers, under b.mu. If join fails, it has taken
-// the subscription off its lists again; the receivers it started are
-// stopped here.
-func attachRemote[T any](b *Bus, s *subscriber[T], join func() error) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed.Load() {
-		return ErrClosed
-	}
-	s.startKeeper()
-	if err := join(); err != nil {
-		_ = s.stopReceivers() // logged; nothing was delivered yet
-		return err
-	}
-	b.live[s.Subscription] = struct{}{}
-	return nil
-}
-
 // forget drops an unsubscribed subscription from the live set.
 func (b *Bus) forget(s *Subscription) {
 	b.mu.Lock()
 	delete(b.live, s)
-	b.remoteAll = slices.DeleteFunc(b.remoteAll, func(x *subscriber[any]) bool { return x.Subscription == s })
+	b.remoteAll = slices.DeleteFunc(b.remoteAll, func(x *remoteSub[any]) bool { return x.Subscription == s })
 	b.mu.Unlock()
 }
 

@@ -47,7 +47,7 @@ func (b *Bus) Close(ctx context.Context) error {
 			t.closeRing()
 		}
 		for _, s := range b.liveList() {
-			s.typed.closeQueue()
+			s.engine.closeQueue()
 		}
 	})
 	for _, s := range b.liveList() {
@@ -100,7 +100,7 @@ func (b *Bus) settle(ctx context.Context) error {
 			return err
 		}
 		for _, s := range b.liveList() {
-			if err := s.typed.drain(ctx); err != nil {
+			if err := s.engine.drain(ctx); err != nil {
 				if ctx.Err() != nil {
 					err = ctx.Err()
 				}
@@ -158,7 +158,7 @@ func (b *Bus) abandon(err error) error {
 	b.aborted.Store(true)
 	b.cancel()
 	for _, s := range b.liveList() {
-		_ = s.typed.discard(true) // logged; a transport's broker keeps what was not settled
+		_ = s.engine.discard(true) // logged; a transport's broker keeps what was not settled
 	}
 	for _, t := range b.topicList() {
 		t.closeRing()

@@ -10,8 +10,10 @@ import (
 	"github.com/quantumtrader/eventbus/internal/ring"
 )
 
-// subscriber is the typed half of a Subscription: the handler, its lanes,
-// and the list it belongs to (a topic's, or the bus's SubscribeAll list).
+// subscriber is the typed half of a Subscription: the handler, the list it
+// belongs to (a topic's, or the bus's SubscribeAll list) and, in the ring
+// engine, its lanes. It is its own subEngine in the ring engine; the
+// transport engine wraps it in a remoteSub.
 type subscriber[T any] struct {
 	*Subscription
 	handler Handler[T]
@@ -23,7 +25,6 @@ type subscriber[T any] struct {
 	// lock, or, for SubscribeAll, a lock of its own taken by the publishers
 	// of every topic.
 	prodMu sync.Locker
-	remote *remoteState // set on a bus with a Transport, instead of lanes
 }
 
 // laneT is the typed half of a lane: its ring and its group in it.
@@ -67,16 +68,18 @@ func newSubscriber[T any](b *Bus, topic string, h Handler[T], cfg subConfig, whe
 		}
 		s.key = key
 	}
-	s.typed = s
+	s.engine = s
 	if cfg.sync {
 		close(s.done)
-		return s, nil
 	}
-	if b.cfg.transport != nil {
-		s.remote = newRemoteState(b, cfg)
-		s.Subscription.remote = true
-		return s, nil
-	}
+	return s, nil
+}
+
+// makeLanes gives an asynchronous subscription of the ring engine its
+// lanes: rings of their own, or places in the topic's shared ring, which
+// joinShared takes under the topic's lock.
+func (s *subscriber[T]) makeLanes(cfg subConfig) {
+	b, topic := s.bus, s.topic
 	lanes, perLane, size := 1, cfg.concurrency, cfg.queueSize
 	if s.key != nil && cfg.concurrency > 1 {
 		lanes, perLane, size = cfg.concurrency, 1, (cfg.queueSize+cfg.concurrency-1)/cfg.concurrency
@@ -95,7 +98,6 @@ func newSubscriber[T any](b *Bus, topic string, h Handler[T], cfg subConfig, whe
 		s.lanes = append(s.lanes, l)
 		s.Subscription.lanes = append(s.Subscription.lanes, l.lane)
 	}
-	return s, nil
 }
 
 // setGroup binds the lane to its group and makes a worker per ring worker.
@@ -160,13 +162,7 @@ func (s *subscriber[T]) detach() {
 }
 
 // closeQueue tells the workers that nothing more comes; they drain and exit.
-// On a transport the receivers stop: the broker keeps what a durable
-// consumer has not received.
 func (s *subscriber[T]) closeQueue() {
-	if s.remote != nil {
-		_ = s.stopReceivers() // logged; the broker redelivers what was not settled
-		return
-	}
 	s.prodMu.Lock()
 	defer s.prodMu.Unlock()
 	for _, l := range s.lanes {
@@ -176,14 +172,19 @@ func (s *subscriber[T]) closeQueue() {
 	}
 }
 
-// drain waits until the broker has no more events for the subscription's
-// consumers than it held when drain began; in memory it returns at once, as
-// closeQueue lets the workers drain their rings.
-func (s *subscriber[T]) drain(ctx context.Context) error {
-	if s.remote == nil {
-		return nil
+// drain returns at once: closeQueue lets the workers drain their rings.
+func (s *subscriber[T]) drain(ctx context.Context) error { return nil }
+
+// deliveries sums what the workers counted; a Sync subscription's calls
+// are in its Subscription.calls.
+func (s *subscriber[T]) deliveries() (dispatched, delivered uint64) {
+	for _, l := range s.lanes {
+		for _, w := range l.ws {
+			dispatched += w.pub.dispatched.Load()
+			delivered += w.pub.delivered.Load()
+		}
 	}
-	return s.drainRemote(ctx)
+	return dispatched, delivered
 }
 
 // leaveRings takes back what the lanes had not handed out, settling
@@ -219,9 +220,6 @@ func (s *subscriber[T]) leaveRings(undelivered bool) {
 }
 
 func (s *subscriber[T]) discard(undelivered bool) error {
-	if s.remote != nil {
-		return s.stopReceivers()
-	}
 	s.leaveRings(undelivered)
 	return nil
 }

@@ -35,14 +35,34 @@ func (t *Topic[T]) PublishEvent(ctx context.Context, ev Event[T]) error {
 	return t.publish(ctx, &ev, false)
 }
 
-// publish is Publish and PublishEvent; internal publishes (dead letters) are
-// still accepted while Close drains the bus.
+// publish is Publish and PublishEvent: the typed layer checks and stamps
+// ev, then the topic's engine delivers it. Internal publishes (dead
+// letters) are still accepted while Close drains the bus.
 func (t *Topic[T]) publish(ctx context.Context, ev *Event[T], internal bool) error {
-	if t.remote {
-		return t.publishRemote(ctx, ev, internal)
+	if err := t.stamp(ev); err != nil {
+		return err
 	}
+	return t.engine.publish(ctx, *ev, internal)
+}
+
+// stamp validates ev's payload and gives ev the topic's name and, if it
+// has none, the time.
+func (t *Topic[T]) stamp(ev *Event[T]) error {
+	if err := t.invalid(&ev.Payload); err != nil {
+		return err
+	}
+	ev.Topic = t.name
+	if ev.Time.IsZero() {
+		ev.Time = t.bus.cfg.clock().UTC() // before the topic's lock: the clock is the slowest step
+	}
+	return nil
+}
+
+// publish writes ev into the rings of the topic's asynchronous
+// subscriptions and runs its Sync handlers.
+func (t memTopic[T]) publish(ctx context.Context, ev Event[T], internal bool) error {
 	var anyEv Event[any]
-	subs, all, n, err := t.accept(ctx, ev, &anyEv, nil, internal)
+	subs, all, n, err := t.accept(ctx, &ev, &anyEv, nil, internal)
 	if err != nil {
 		return err
 	}
@@ -53,10 +73,10 @@ func (t *Topic[T]) publish(ctx context.Context, ev *Event[T], internal bool) err
 	// logger's, to raise once the publish is finished.
 	var escaped *recovered
 	if subs != nil && len(subs.sync) > 0 {
-		escaped = publishSync(ctx, subs.sync, ev, n)
+		escaped = publishSync(ctx, subs.sync, &ev, n)
 	}
 	if all != nil && len(all.sync) > 0 {
-		boxOnce(&anyEv, ev)
+		boxOnce(&anyEv, &ev)
 		escaped = cmp.Or(escaped, publishSync(ctx, all.sync, &anyEv, n))
 	}
 	t.leave()
@@ -70,18 +90,11 @@ func hasSync[T any](subs *subList[T], all *subList[any]) bool {
 	return subs != nil && len(subs.sync) > 0 || all != nil && len(all.sync) > 0
 }
 
-// accept validates and stamps ev and writes it for every asynchronous
+// accept gives ev its ID and writes it for every asynchronous
 // subscription, boxing it into anyEv if SubscribeAll ones take it. On
 // success, if there are Sync subscriptions, the caller runs their handlers
 // and then calls t.leave; n is the event's number on the topic.
 func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], anyEv *Event[any], w *waiter, internal bool) (subs *subList[T], all *subList[any], n uint64, err error) {
-	if err := t.invalid(&ev.Payload); err != nil {
-		return nil, nil, 0, err
-	}
-	ev.Topic = t.name
-	if ev.Time.IsZero() {
-		ev.Time = t.bus.cfg.clock().UTC() // before locking: the clock is the slowest step
-	}
 	ms := ev.Time.UnixMilli()
 	var stalled *time.Timer
 	defer func() {

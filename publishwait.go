@@ -28,11 +28,17 @@ import (
 // wrapping errors.ErrUnsupported (or, as above, ErrClosed or a
 // *ValidationError).
 func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
-	if t.remote {
-		return t.publishWaitRemote(payload)
-	}
 	var ev Event[T]
 	ev.Payload = payload // see Publish
+	if err := t.stamp(&ev); err != nil {
+		return err
+	}
+	return t.engine.publishWait(ctx, ev)
+}
+
+// publishWait queues ev for the asynchronous subscriptions, runs the Sync
+// handlers, and waits for them all.
+func (t memTopic[T]) publishWait(ctx context.Context, ev Event[T]) error {
 	w := newWaiter(callerWorker(ctx))
 	var anyEv Event[any]
 	subs, all, _, err := t.accept(ctx, &ev, &anyEv, w, false)

@@ -12,11 +12,10 @@ import (
 	"time"
 )
 
-// The typed layer over a Transport: a topic encodes what it publishes into
-// an Envelope (remote_publish.go), and a subscription pulls Deliveries
-// from a Receiver per topic (this file), decodes them, runs the handler
-// and settles each one with the broker (remote_deliver.go). The in-memory
-// engine (deliver.go) is not involved.
+// The transport engine (see engine.go): a topic encodes what it publishes
+// into an Envelope (remote_publish.go), and a subscription pulls
+// Deliveries from a Receiver per topic (this file), decodes them, runs the
+// handler and settles each one with the broker (remote_deliver.go).
 
 // listenNew gives every SubscribeAll subscription on the transport a
 // receiver of a topic being created, or none if any fails. The caller holds
@@ -42,10 +41,11 @@ func (b *Bus) listenNew(topic string, decode func(*Envelope) (Event[any], error)
 	return nil
 }
 
-// remoteState is the part of a subscription that lives on a Transport: a
-// receiver per topic (one, or one per topic for SubscribeAll), and what its
-// keeper watches.
-type remoteState struct {
+// remoteSub is a subscription's half of the transport engine: a receiver
+// per topic (one, or one per topic for SubscribeAll), and what its keeper
+// watches.
+type remoteSub[T any] struct {
+	*subscriber[T]
 	opts SubscribeOptions // what every receiver asks for; Topic is set per receiver
 
 	mu      sync.Mutex
@@ -64,17 +64,72 @@ type remoteCall struct {
 	reported bool      // logged as stalled
 }
 
-func newRemoteState(b *Bus, cfg subConfig) *remoteState {
-	opts := SubscribeOptions{Group: cfg.group, Replay: cfg.replay, MaxInFlight: cfg.concurrency, AckWait: cmp.Or(cfg.ackWait, b.cfg.ackWait)}
+func newRemoteSub[T any](s *subscriber[T], cfg subConfig) *remoteSub[T] {
+	opts := SubscribeOptions{Group: cfg.group, Replay: cfg.replay, MaxInFlight: cfg.concurrency, AckWait: cmp.Or(cfg.ackWait, s.bus.cfg.ackWait)}
 	if cfg.group == "" {
 		opts.Name = cfg.name // empty: an ephemeral consumer
 	}
-	return &remoteState{opts: opts, stop: make(chan struct{})}
+	r := &remoteSub[T]{subscriber: s, opts: opts, stop: make(chan struct{})}
+	s.engine = r
+	return r
+}
+
+// subscribe joins s to the topic and starts its receiver.
+func (t remoteTopic[T]) subscribe(s *subscriber[T], cfg subConfig) error {
+	r := newRemoteSub(s, cfg)
+	return attachRemote(t.bus, r, func() error {
+		t.mu.Lock()
+		t.subs.Store(t.subs.Load().with(s))
+		t.mu.Unlock()
+		if err := r.listen(t.name, t.decode); err != nil {
+			s.detach()
+			return err
+		}
+		return nil
+	})
+}
+
+// attachRemote registers a new subscription on a Transport: join adds it to
+// its list and starts its receivers, under b.mu. If join fails, it has taken
+// the subscription off its lists again; the receivers it started are
+// stopped here.
+func attachRemote[T any](b *Bus, s *remoteSub[T], join func() error) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	s.startKeeper()
+	if err := join(); err != nil {
+		_ = s.stopReceivers() // logged; nothing was delivered yet
+		return err
+	}
+	b.live[s.Subscription] = struct{}{}
+	return nil
+}
+
+// subscribeAllRemote is the transport engine's half of SubscribeAll: a
+// receiver for every topic there is, and for every topic made later (see
+// listenNew).
+func subscribeAllRemote(s *subscriber[any], cfg subConfig) error {
+	b, r := s.bus, newRemoteSub(s, cfg)
+	return attachRemote(b, r, func() error { // under b.mu
+		b.all.Store(b.all.Load().with(s))
+		b.remoteAll = append(b.remoteAll, r)
+		for _, t := range b.order {
+			if err := r.listen(t.core().name, t.decodeAny); err != nil {
+				b.all.Store(b.all.Load().without(s))
+				b.remoteAll = b.remoteAll[:len(b.remoteAll)-1]
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // open starts a consumer of topic for the subscription.
-func (s *subscriber[T]) open(topic string) (Receiver, error) {
-	opts := s.remote.opts
+func (s *remoteSub[T]) open(topic string) (Receiver, error) {
+	opts := s.opts
 	opts.Topic = topic
 	recv, err := s.bus.cfg.transport.Subscribe(s.bus.handlerCtx, opts)
 	if err != nil {
@@ -85,18 +140,17 @@ func (s *subscriber[T]) open(topic string) (Receiver, error) {
 
 // serve starts the workers that handle what recv receives. If the
 // subscription has stopped meanwhile, it stops recv instead.
-func (s *subscriber[T]) serve(recv Receiver, decode func(*Envelope) (Event[T], error)) {
-	r := s.remote
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.stopped {
+func (s *remoteSub[T]) serve(recv Receiver, decode func(*Envelope) (Event[T], error)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
 		_ = recv.Stop(context.Background()) // never handed out: nothing to lose
 		return
 	}
-	r.recvs = append(r.recvs, recv)
+	s.recvs = append(s.recvs, recv)
 	for range s.concurrency {
 		call := new(atomic.Pointer[remoteCall])
-		r.calls = append(r.calls, call)
+		s.calls = append(s.calls, call)
 		// The keeper holds running above zero until stopped is set, so
 		// this never revives a subscription whose done is closed.
 		s.running.Add(1)
@@ -109,7 +163,7 @@ func (s *subscriber[T]) serve(recv Receiver, decode func(*Envelope) (Event[T], e
 }
 
 // listen opens a receiver of topic and serves it.
-func (s *subscriber[T]) listen(topic string, decode func(*Envelope) (Event[T], error)) error {
+func (s *remoteSub[T]) listen(topic string, decode func(*Envelope) (Event[T], error)) error {
 	recv, err := s.open(topic)
 	if err != nil {
 		return err
@@ -123,8 +177,8 @@ func (s *subscriber[T]) listen(topic string, decode func(*Envelope) (Event[T], e
 // third of the ack wait still works, so the event is not handed to another
 // consumer meanwhile, and logs a call that runs past the stall timeout,
 // once, as the stall watcher does for the in-memory engine.
-func (s *subscriber[T]) startKeeper() {
-	r, ackWait, stallAfter := s.remote, s.remote.opts.AckWait, s.bus.cfg.stallTimeout
+func (s *remoteSub[T]) startKeeper() {
+	ackWait, stallAfter := s.opts.AckWait, s.bus.cfg.stallTimeout
 	nudgeAfter := ackWait / 3
 	s.running.Add(1)
 	s.bus.workers.Go(func() error {
@@ -135,12 +189,12 @@ func (s *subscriber[T]) startKeeper() {
 		defer tick.Stop()
 		for {
 			select {
-			case <-r.stop:
+			case <-s.stop:
 				return nil
 			case now := <-tick.C:
-				r.mu.Lock()
-				calls := slices.Clone(r.calls)
-				r.mu.Unlock()
+				s.mu.Lock()
+				calls := slices.Clone(s.calls)
+				s.mu.Unlock()
 				for _, slot := range calls {
 					c := slot.Load()
 					if c == nil {
@@ -164,15 +218,13 @@ func (s *subscriber[T]) startKeeper() {
 	})
 }
 
-// drainRemote waits until the broker has nothing left for the
-// subscription's consumers that it held when drainRemote began: their
-// events are handled (or dead-lettered). Receivers that cannot tell are
-// not waited for.
-func (s *subscriber[T]) drainRemote(ctx context.Context) error {
-	r := s.remote
-	r.mu.Lock()
-	recvs, stopped := slices.Clone(r.recvs), r.stopped
-	r.mu.Unlock()
+// drain waits until the broker has nothing left for the subscription's
+// consumers that it held when drain began: their events are handled (or
+// dead-lettered). Receivers that cannot tell are not waited for.
+func (s *remoteSub[T]) drain(ctx context.Context) error {
+	s.mu.Lock()
+	recvs, stopped := slices.Clone(s.recvs), s.stopped
+	s.mu.Unlock()
 	if stopped {
 		return nil
 	}
@@ -191,17 +243,16 @@ func (s *subscriber[T]) drainRemote(ctx context.Context) error {
 // stopReceivers ends the subscription's consumers; the events a durable
 // one (Name, Group) has not handled wait on the broker for its next
 // receiver.
-func (s *subscriber[T]) stopReceivers() error {
-	r := s.remote
-	r.mu.Lock()
-	if r.stopped {
-		r.mu.Unlock()
+func (s *remoteSub[T]) stopReceivers() error {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
 		return nil
 	}
-	r.stopped = true
-	recvs := r.recvs
-	close(r.stop)
-	r.mu.Unlock()
+	s.stopped = true
+	recvs := s.recvs
+	close(s.stop)
+	s.mu.Unlock()
 	var errs []error
 	for _, recv := range recvs {
 		if err := recv.Stop(context.Background()); err != nil {
@@ -212,3 +263,16 @@ func (s *subscriber[T]) stopReceivers() error {
 	}
 	return errors.Join(errs...)
 }
+
+// closeQueue stops the receivers: the broker redelivers what was not
+// settled, and keeps for a durable consumer what it has not received.
+func (s *remoteSub[T]) closeQueue() {
+	_ = s.stopReceivers() // logged
+}
+
+// discard stops the receivers (see closeQueue).
+func (s *remoteSub[T]) discard(undelivered bool) error { return s.stopReceivers() }
+
+// deliveries are none: a remote subscription counts its deliveries in its
+// Subscription's counters.
+func (s *remoteSub[T]) deliveries() (dispatched, delivered uint64) { return 0, 0 }

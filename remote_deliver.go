@@ -11,7 +11,7 @@ import (
 
 // receive is one worker of a subscription on a Transport: it handles what
 // recv delivers until recv is stopped.
-func (s *subscriber[T]) receive(recv Receiver, decode func(*Envelope) (Event[T], error), call *atomic.Pointer[remoteCall]) {
+func (s *remoteSub[T]) receive(recv Receiver, decode func(*Envelope) (Event[T], error), call *atomic.Pointer[remoteCall]) {
 	ctx := s.bus.handlerCtx
 	for {
 		d, err := recv.Next(ctx)
@@ -47,7 +47,7 @@ func (s *subscriber[T]) receive(recv Receiver, decode func(*Envelope) (Event[T],
 // from the broker's count of deliveries to the consumer, so the Retry
 // limit holds across processes. If Close gives up or the subscription ends
 // during a backoff, the message goes back to the broker for redelivery.
-func (s *subscriber[T]) handleRemote(ctx context.Context, d Delivery, decode func(*Envelope) (Event[T], error), call *atomic.Pointer[remoteCall]) {
+func (s *remoteSub[T]) handleRemote(ctx context.Context, d Delivery, decode func(*Envelope) (Event[T], error), call *atomic.Pointer[remoteCall]) {
 	// Settle even when Close has given up on the handlers: an event
 	// handled is worth acknowledging.
 	settleCtx := context.WithoutCancel(ctx)
@@ -94,7 +94,7 @@ func (s *subscriber[T]) handleRemote(ctx context.Context, d Delivery, decode fun
 // rejects it. If the letter cannot be published, the delivery is retried
 // instead, so that the event is not lost: its next delivery fails again
 // and tries again. A dead letter itself is never dead-lettered.
-func (s *subscriber[T]) bury(ctx context.Context, d Delivery, dl *DeadLetter) {
+func (s *remoteSub[T]) bury(ctx context.Context, d Delivery, dl *DeadLetter) {
 	settleCtx := context.WithoutCancel(ctx)
 	env := d.Envelope()
 	if env.Topic == DeadLetterTopic {
@@ -112,7 +112,7 @@ func (s *subscriber[T]) bury(ctx context.Context, d Delivery, dl *DeadLetter) {
 
 // rawLetter is the dead letter of an envelope whose payload did not
 // decode; it carries the payload as it came, as JSON if it is JSON.
-func (s *subscriber[T]) rawLetter(env *Envelope, he *HandlerError) *DeadLetter {
+func (s *remoteSub[T]) rawLetter(env *Envelope, he *HandlerError) *DeadLetter {
 	var payload any = env.Data
 	if json.Valid(env.Data) {
 		payload = json.RawMessage(env.Data)
@@ -125,7 +125,7 @@ func (s *subscriber[T]) rawLetter(env *Envelope, he *HandlerError) *DeadLetter {
 
 // settle logs a failed ack, retry or reject: the broker then redelivers
 // the event after its ack wait, which at-least-once delivery allows.
-func (s *subscriber[T]) settle(ctx context.Context, err error, env *Envelope, what string) {
+func (s *remoteSub[T]) settle(ctx context.Context, err error, env *Envelope, what string) {
 	if err != nil {
 		s.bus.logger.LogAttrs(ctx, slog.LevelWarn, "eventbus: settling a delivery failed; the broker will deliver it again",
 			slog.String("subscriber", s.name), slog.String("topic", env.Topic),

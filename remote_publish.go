@@ -7,17 +7,9 @@ import (
 	"log/slog"
 )
 
-// publishRemote is publish on a bus with a Transport: the event is encoded
-// and stored by the broker, which delivers it to every subscription, in
-// this process or another.
-func (t *Topic[T]) publishRemote(ctx context.Context, ev *Event[T], internal bool) error {
-	if err := t.invalid(&ev.Payload); err != nil {
-		return err
-	}
-	ev.Topic = t.name
-	if ev.Time.IsZero() {
-		ev.Time = t.bus.cfg.clock().UTC()
-	}
+// publish encodes ev for the broker, which stores it and delivers it to
+// every subscription, in this process or another.
+func (t remoteTopic[T]) publish(ctx context.Context, ev Event[T], internal bool) error {
 	t.mu.Lock()
 	if t.closed && !internal && !t.bus.reacting(ctx) {
 		t.mu.Unlock()
@@ -39,7 +31,7 @@ func (t *Topic[T]) publishRemote(ctx context.Context, ev *Event[T], internal boo
 		return fmt.Errorf("eventbus: publish to %s: %w", t.name, err)
 	}
 	t.mu.Lock()
-	t.latest, t.hasLatest = *ev, true
+	t.latest, t.hasLatest = ev, true
 	t.published++
 	t.mu.Unlock()
 	return nil
@@ -70,19 +62,15 @@ func (b *Bus) flushTransport(ctx context.Context) error {
 	return nil
 }
 
-// publishWaitRemote is PublishWait on a bus with a Transport, which cannot
-// wait for handlers in other processes. It answers as PublishWait would
-// for what it can check, so that ErrClosed and a *ValidationError keep
-// their meaning, and publishes nothing.
-func (t *Topic[T]) publishWaitRemote(payload T) error {
+// publishWait cannot wait for handlers in other processes. It answers as
+// PublishWait would for what it can check, so that ErrClosed keeps its
+// meaning, and publishes nothing.
+func (t remoteTopic[T]) publishWait(ctx context.Context, ev Event[T]) error {
 	t.mu.Lock()
 	closed := t.closed
 	t.mu.Unlock()
 	if closed {
 		return ErrClosed
-	}
-	if err := t.invalid(&payload); err != nil {
-		return err
 	}
 	return fmt.Errorf("eventbus: PublishWait on %s cannot wait for handlers behind a transport: %w", t.name, errors.ErrUnsupported)
 }

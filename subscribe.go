@@ -29,8 +29,7 @@ type Subscription struct {
 	c           counters
 	latency     hist.Histogram
 
-	lanes   []*lane // the buffers and workers of an asynchronous subscription
-	remote  bool    // on a Transport: its counts are in c
+	lanes   []*lane // the buffers and workers of an asynchronous subscription (ring engine)
 	running atomic.Int32
 	done    chan struct{} // closed when the last worker has exited
 	gone    chan struct{} // closed by Unsubscribe: retry waits end
@@ -55,7 +54,7 @@ type Subscription struct {
 	folded Counts     // what retire moved into the topic's retired totals; under their lock
 
 	unsubscribe sync.Once
-	typed       typedSub // the generic half: rings and list membership
+	engine      subEngine // its engine's half: a *subscriber[T] or a *remoteSub[T]
 }
 
 const (
@@ -63,14 +62,6 @@ const (
 	gateFolded    = 1 << 1
 	gateReplaying = 1 << 2
 )
-
-// typedSub is what a Subscription needs from its generic subscriber[T].
-type typedSub interface {
-	detach()                         // leave the topic's list: nothing more is queued
-	drain(ctx context.Context) error // on a transport: wait for what the broker holds
-	closeQueue()                     // no more events; the workers drain and exit
-	discard(undelivered bool) error  // take back what waits, settling waiters
-}
 
 // exit is called by each worker goroutine as it returns.
 func (s *Subscription) exit(w *worker) {
@@ -107,10 +98,10 @@ func (s *Subscription) Unsubscribe() error {
 		r.retiring[s] = struct{}{}
 		s.retiring = true
 		r.mu.Unlock()
-		s.typed.detach()
+		s.engine.detach()
 		s.gate.Add(gateClosed)
 		close(s.gone)
-		err = s.typed.discard(false)
+		err = s.engine.discard(false)
 		s.bus.forget(s)
 		if s.sync || s.running.Load() == 0 {
 			s.retire()
@@ -148,25 +139,19 @@ func SubscribeAll(b *Bus, h Handler[any], opts ...SubOption) (*Subscription, err
 		return nil, err
 	}
 	s.list, s.listMu, s.prodMu = &b.all, &b.mu, &sync.Mutex{}
-	if s.remote != nil {
-		err = attachRemote(b, s, func() error { // under b.mu
-			b.all.Store(b.all.Load().with(s))
-			b.remoteAll = append(b.remoteAll, s)
-			for _, t := range b.order {
-				if err := s.listen(t.core().name, t.decodeAny); err != nil {
-					b.all.Store(b.all.Load().without(s))
-					b.remoteAll = b.remoteAll[:len(b.remoteAll)-1]
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		return s.Subscription, nil
+	if err := b.subscribeAll(s, cfg); err != nil {
+		return nil, err
 	}
-	err = attach(b, s, func() []Event[any] {
+	return s.Subscription, nil
+}
+
+// subscribeAllRings is the ring engine's half of SubscribeAll.
+func subscribeAllRings(s *subscriber[any], cfg subConfig) error {
+	b := s.bus
+	if !s.sync {
+		s.makeLanes(cfg)
+	}
+	return attach(b, s, func() []Event[any] {
 		// Under b.mu. For Replay, every topic's lock is held while the
 		// subscription joins, so each topic's latest event is taken
 		// atomically with it.
@@ -193,10 +178,6 @@ func SubscribeAll(b *Bus, h Handler[any], opts ...SubOption) (*Subscription, err
 		}
 		return s.replayLocked(latest)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return s.Subscription, nil
 }
 
 // replayLocked hands the replayed events to a new subscription while the
@@ -270,23 +251,19 @@ func (t *Topic[T]) Subscribe(h Handler[T], opts ...SubOption) (*Subscription, er
 		return nil, err
 	}
 	s.list, s.listMu, s.prodMu = &t.subs, &t.mu, &t.mu
-	if s.remote != nil {
-		err = attachRemote(t.bus, s, func() error {
-			t.mu.Lock()
-			t.subs.Store(t.subs.Load().with(s))
-			t.mu.Unlock()
-			if err := s.listen(t.name, t.decode); err != nil {
-				s.detach()
-				return err
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-		return s.Subscription, nil
+	if err := t.engine.subscribe(s, cfg); err != nil {
+		return nil, err
 	}
-	err = attach(t.bus, s, func() []Event[T] {
+	return s.Subscription, nil
+}
+
+// subscribe gives s its lanes, joins it to the topic and starts its
+// workers; a Sync one with Replay is handed the latest event.
+func (t memTopic[T]) subscribe(s *subscriber[T], cfg subConfig) error {
+	if !s.sync {
+		s.makeLanes(cfg)
+	}
+	return attach(t.bus, s, func() []Event[T] {
 		t.mu.Lock()
 		defer t.mu.Unlock()
 		s.joinShared(t.sharedRing)
@@ -296,8 +273,4 @@ func (t *Topic[T]) Subscribe(h Handler[T], opts ...SubOption) (*Subscription, er
 		}
 		return s.replayLocked([]Event[T]{t.latest})
 	})
-	if err != nil {
-		return nil, err
-	}
-	return s.Subscription, nil
 }

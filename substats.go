@@ -78,20 +78,14 @@ func (s *Subscription) count(d Counts) {
 // load reads the subscription's counts.
 func (s *Subscription) load() Counts {
 	t := s.c.load()
-	if s.remote {
-		return t
-	}
 	if s.sync {
 		ok := s.calls.ok.Load()
 		t.Dispatched, t.Delivered = ok+s.calls.failed.Load(), ok
 		return t
 	}
-	for _, l := range s.lanes {
-		for _, w := range l.ws {
-			t.Dispatched += w.pub.dispatched.Load()
-			t.Delivered += w.pub.delivered.Load()
-		}
-	}
+	d, dl := s.engine.deliveries()
+	t.Dispatched += d
+	t.Delivered += dl
 	return t
 }
 

@@ -18,7 +18,7 @@ import (
 type Topic[T any] struct {
 	topicCore
 	validate func(*T) error // nil unless T has a Validate() error method
-	remote   bool           // the bus has a Transport: publish through it
+	engine   topicEngine[T] // how its events travel (see engine.go)
 	subs     atomic.Pointer[subList[T]]
 
 	ids       *idgen.Source
@@ -87,9 +87,9 @@ func NewTopic[T any](b *Bus, name string) (*Topic[T], error) {
 		topicCore: topicCore{bus: b, name: name, typ: reflect.TypeFor[T](), retired: retiredStats{retiring: map[*Subscription]struct{}{}}},
 		ids:       b.ids.Derive(uint64(len(b.order))),
 		validate:  validatorOf[T](),
-		remote:    b.cfg.transport != nil,
 		closed:    b.closed.Load(),
 	}
+	t.engine = newTopicEngine(t)
 	if err := b.listenNew(name, t.decodeAny); err != nil {
 		return nil, err
 	}
