@@ -65,10 +65,14 @@ func UnixNano() int64 {
 }
 
 // resync replaces the anchor prev, which has expired, with a fresh one.
-// Goroutines that find it expired at once each read one; the last stored wins.
+// Goroutines that find it expired at once each read one, and the first
+// stored wins: the others use it, so a slower resync never replaces a
+// newer anchor with an older one.
 func resync(prev *anchor) *anchor {
 	a := next(prev, read(), haveTicks && ticksAreCheap())
-	current.Store(a)
+	if !current.CompareAndSwap(prev, a) {
+		return current.Load()
+	}
 	return a
 }
 

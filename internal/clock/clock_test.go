@@ -162,3 +162,15 @@ func BenchmarkTimeNow(b *testing.B) {
 		_ = time.Now().UTC()
 	}
 }
+
+// Two goroutines that find the same anchor expired both read a fresh one;
+// only the first is stored, and the second resync returns it rather than
+// replacing it with its own, older by the time it is stored.
+func TestAResyncOfAReplacedAnchorKeepsTheNewerOne(t *testing.T) {
+	prev := current.Load()
+	first := resync(prev)
+	second := resync(prev)
+	if second != first || current.Load() != first {
+		t.Fatalf("the second resync of the same expired anchor stored its own: first %+v, second %+v, current %+v", first, second, current.Load())
+	}
+}
