@@ -84,53 +84,49 @@ type counters struct {
 	dispatched, delivered, errors, panics, retries, dropped, deadLettered, undelivered atomic.Uint64
 }
 
-func (c *counters) load() Counts {
-	return Counts{
-		Dispatched:   c.dispatched.Load(),
-		Delivered:    c.delivered.Load(),
-		Errors:       c.errors.Load(),
-		Panics:       c.panics.Load(),
-		Retries:      c.retries.Load(),
-		Dropped:      c.dropped.Load(),
-		DeadLettered: c.deadLettered.Load(),
-		Undelivered:  c.undelivered.Load(),
+// fields lists the counters in the order of Counts' fields, so that the
+// functions below name each of them once.
+func (c *counters) fields() [8]*atomic.Uint64 {
+	return [...]*atomic.Uint64{&c.dispatched, &c.delivered, &c.errors, &c.panics, &c.retries, &c.dropped, &c.deadLettered, &c.undelivered}
+}
+
+// fields lists t's counts, in the order of counters.fields.
+func (t *Counts) fields() [8]*uint64 {
+	return [...]*uint64{&t.Dispatched, &t.Delivered, &t.Errors, &t.Panics, &t.Retries, &t.Dropped, &t.DeadLettered, &t.Undelivered}
+}
+
+func (c *counters) load() (t Counts) {
+	to := t.fields()
+	for i, f := range c.fields() {
+		*to[i] = f.Load()
 	}
+	return t
 }
 
 // add adds the non-zero counts of d.
 func (c *counters) add(d Counts) {
-	for _, f := range [...]struct {
-		c *atomic.Uint64
-		n uint64
-	}{
-		{&c.dispatched, d.Dispatched}, {&c.delivered, d.Delivered}, {&c.errors, d.Errors}, {&c.panics, d.Panics},
-		{&c.retries, d.Retries}, {&c.dropped, d.Dropped}, {&c.deadLettered, d.DeadLettered}, {&c.undelivered, d.Undelivered},
-	} {
-		if f.n != 0 {
-			f.c.Add(f.n)
+	from := d.fields()
+	for i, f := range c.fields() {
+		if n := *from[i]; n != 0 {
+			f.Add(n)
 		}
 	}
 }
 
-// minus returns t less u, counter by counter.
-func (t Counts) minus(u Counts) Counts {
-	return Counts{
-		Dispatched: t.Dispatched - u.Dispatched, Delivered: t.Delivered - u.Delivered,
-		Errors: t.Errors - u.Errors, Panics: t.Panics - u.Panics, Retries: t.Retries - u.Retries,
-		Dropped: t.Dropped - u.Dropped, DeadLettered: t.DeadLettered - u.DeadLettered,
-		Undelivered: t.Undelivered - u.Undelivered,
+func (t *Counts) add(u Counts) {
+	to := t.fields()
+	for i, f := range u.fields() {
+		*to[i] += *f
 	}
 }
 
-func (t *Counts) add(u Counts) {
-	t.Dispatched += u.Dispatched
-	t.Delivered += u.Delivered
-	t.Errors += u.Errors
-	t.Panics += u.Panics
-	t.Retries += u.Retries
-	t.Dropped += u.Dropped
-	t.DeadLettered += u.DeadLettered
-	t.Undelivered += u.Undelivered
+// minus returns t less u, count by count.
+func (t Counts) minus(u Counts) Counts {
+	to := t.fields()
+	for i, f := range u.fields() {
+		*to[i] -= *f
+	}
+	return t
 }
 
 // retiredStats hold what the unsubscribed subscriptions of a topic counted:
