@@ -47,6 +47,9 @@ var partitionSeed = maphash.MakeSeed()
 // runLength is how many events a lone worker takes from its ring at once.
 const runLength = 64
 
+// newSubscriber makes the subscription of h on topic as the typed layer
+// sees it; the engine's subscribe then gives it its queue (makeLanes, or a
+// remoteSub).
 func newSubscriber[T any](b *Bus, topic string, h Handler[T], cfg subConfig, where string) (*subscriber[T], error) {
 	s := &subscriber[T]{
 		Subscription: &Subscription{
