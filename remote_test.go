@@ -282,6 +282,29 @@ func TestTransportPublishWaitIsUnsupported(t *testing.T) {
 	assert.ErrorIs(t, fills.PublishWait(t.Context(), fill{"BTCUSDT", 1}), eventbus.ErrClosed, "after Close")
 }
 
+// The typed layer checks a payload before either engine sees the event:
+// an invalid one is a *ValidationError from Publish and PublishWait alike,
+// in memory and over a transport, even after Close.
+func TestAnInvalidPayloadIsAValidationErrorOnEitherEngine(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		bus  func(t *testing.T) *eventbus.Bus
+	}{
+		{"in memory", func(t *testing.T) *eventbus.Bus { return newBus(t) }},
+		{"transport", func(t *testing.T) *eventbus.Bus { return newFakeBus(t, &fakeTransport{}) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bus := c.bus(t)
+			policies := eventbus.MustTopic[eventbus.PolicyUpdated](bus, "policy.updated")
+			var verr *eventbus.ValidationError
+			assert.ErrorAs(t, policies.Publish(t.Context(), eventbus.PolicyUpdated{}), &verr, "Publish")
+			closeBus(t, bus)
+			assert.ErrorAs(t, policies.Publish(t.Context(), eventbus.PolicyUpdated{}), &verr, "Publish after Close")
+			assert.ErrorAs(t, policies.PublishWait(t.Context(), eventbus.PolicyUpdated{}), &verr, "PublishWait after Close")
+		})
+	}
+}
+
 func TestTransportSubscribeThatFailsLeavesNoSubscription(t *testing.T) {
 	t.Run("Subscribe", func(t *testing.T) {
 		f := &fakeTransport{failTopic: "trade.filled"}

@@ -51,7 +51,7 @@ type Subscription struct {
 	retiring bool
 
 	calls  syncCounts // a Sync subscription's calls (see countCall)
-	folded Counts     // what retire moved into the topic's retired totals; under their lock
+	folded Counts     // what retire and the late counts after it moved into the topic's retired totals; under their lock
 
 	unsubscribe sync.Once
 	engine      subEngine // its engine's half: a *subscriber[T] or a *remoteSub[T]

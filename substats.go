@@ -11,17 +11,29 @@ import (
 // Sync one at once. It sets gateFolded, once; a count made after that
 // (a Sync call still running, a retry failing late) sees the bit and
 // moves itself (see count).
+//
+// The bit is set under the retired totals' lock, in the same hold that
+// folds the counts and takes the subscription out of the retiring: a late
+// count that sees the bit waits for that lock, so Stats never finds a
+// subscription both folded and retiring.
 func (s *Subscription) retire() {
+	r := s.bus.retired(s.topic)
+	if testHookRetire != nil {
+		testHookRetire()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if s.gate.Or(gateFolded)&gateFolded != 0 {
 		return
 	}
-	r := s.bus.retired(s.topic)
-	r.mu.Lock()
 	s.foldLocked(r)
 	r.latency.Add(s.latency.Snapshot())
 	delete(r.retiring, s)
-	r.mu.Unlock()
 }
+
+// testHookRetire, when set by a test, runs as retire begins, before it
+// takes the retired totals' lock.
+var testHookRetire func()
 
 // foldLocked adds to r what the subscription counted since it was last
 // folded. The caller holds r.mu. Every count goes in exactly once: those
@@ -47,7 +59,8 @@ func (s *Subscription) foldIfRetired() {
 
 // syncCounts count the calls of a Sync handler: each call adds one to ok
 // or to failed as it returns. Publishers of the topic write them for every
-// call, so they have a cache line of their own.
+// call, so they are padded away from the fields before them, which every
+// publish reads, and from most of those after.
 type syncCounts struct {
 	_          [64]byte
 	ok, failed atomic.Uint64

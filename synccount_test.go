@@ -515,3 +515,39 @@ func watchCountsGoUp(t *testing.T, bus *eventbus.Bus, topic *eventbus.Topic[int]
 		reader.Wait()
 	}
 }
+
+// A Sync call that returns while Unsubscribe is moving its subscription's
+// counts into the topic's totals counts once: Stats read at that moment
+// and afterwards both see each call once (the call must not be in the
+// totals and in the subscription still retiring at the same time).
+func TestASyncCallEndingWhileItsSubscriptionRetiresCountsOnce(t *testing.T) {
+	bus := newBus(t)
+	topic := eventbus.MustTopic[int](bus, "sync.retiring")
+	entered, release := make(chan struct{}), make(chan struct{})
+	sub, err := topic.Subscribe(func(_ context.Context, ev eventbus.Event[int]) error {
+		if ev.Payload == 99 {
+			close(entered)
+			<-release
+		}
+		return nil
+	}, eventbus.Sync())
+	require.NoError(t, err)
+	for i := range 10 {
+		require.NoError(t, topic.Publish(t.Context(), i))
+	}
+	held := make(chan error, 1)
+	go func() { held <- topic.Publish(context.Background(), 99) }()
+	<-entered
+	var during eventbus.TopicStats
+	defer eventbus.SetTestHookRetire(func() {
+		close(release)
+		require.NoError(t, <-held) // the held call returns and counts itself
+		during = topic.Stats()
+	})()
+	require.NoError(t, sub.Unsubscribe())
+	after := topic.Stats()
+	assert.EqualValues(t, 11, during.Dispatched, "calls counted while the subscription retires")
+	assert.EqualValues(t, 11, during.Delivered)
+	assert.EqualValues(t, 11, after.Dispatched, "calls counted once it has retired")
+	assert.EqualValues(t, 11, sub.Stats().Dispatched, "the subscription's own count")
+}
