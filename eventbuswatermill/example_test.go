@@ -4,16 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"os"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
 	"github.com/quantumtrader/eventbus"
 	"github.com/quantumtrader/eventbus/eventbuswatermill"
 	"github.com/quantumtrader/eventbus/natsbus"
+	"github.com/quantumtrader/eventbus/natsbus/natstest"
 )
 
 // The quick start: a Watermill Publisher and Subscriber on an in-memory
@@ -109,7 +109,10 @@ func Example_router() {
 // process that share it one durable consumer: SubscribeInitialize creates
 // it, and it keeps the messages published while no member runs.
 func ExampleSubscriberConfig_consumerGroup() {
-	url, stop := embeddedServer()
+	url, stop, err := natstest.Embedded()
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer stop()
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -153,28 +156,4 @@ func ExampleSubscriberConfig_consumerGroup() {
 	// Output:
 	// order 1
 	// order 2
-}
-
-// embeddedServer starts a NATS server with JetStream in this process and
-// returns its URL, and a function that stops it and removes its store.
-func embeddedServer() (url string, stop func()) {
-	dir, err := os.MkdirTemp("", "eventbuswatermill-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		log.Fatal("server not ready")
-	}
-	return ns.ClientURL(), func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		os.RemoveAll(dir)
-	}
 }

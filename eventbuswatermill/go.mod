@@ -9,7 +9,6 @@ replace (
 
 require (
 	github.com/ThreeDotsLabs/watermill v1.5.1
-	github.com/nats-io/nats-server/v2 v2.15.3
 	github.com/nats-io/nats.go v1.55.0
 	github.com/quantumtrader/eventbus v0.0.0-00010101000000-000000000000
 	github.com/quantumtrader/eventbus/natsbus v0.0.0-00010101000000-000000000000
@@ -25,6 +24,7 @@ require (
 	github.com/lithammer/shortuuid/v3 v3.0.7 // indirect
 	github.com/minio/highwayhash v1.0.4 // indirect
 	github.com/nats-io/jwt/v2 v2.8.3 // indirect
+	github.com/nats-io/nats-server/v2 v2.15.3 // indirect
 	github.com/nats-io/nkeys v0.4.17 // indirect
 	github.com/nats-io/nuid v1.0.1 // indirect
 	github.com/oklog/ulid v1.3.1 // indirect

@@ -4,20 +4,23 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"os"
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
 	"github.com/quantumtrader/eventbus"
 	"github.com/quantumtrader/eventbus/natsbus"
+	"github.com/quantumtrader/eventbus/natsbus/natstest"
 )
 
 // Example runs a typed topic over NATS JetStream: the code is that of the
 // in-memory bus, with a transport.
 func Example() {
-	url, stop := embeddedServer() // a real server's URL in production
+	url, stop, err := natstest.Embedded() // a real server's URL in production
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer stop()
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -73,7 +76,10 @@ func Example() {
 // queued, Close waits until the broker stored every one, and what it did
 // not store would reach the error handler.
 func ExampleWithAsyncPublish() {
-	url, stop := embeddedServer()
+	url, stop, err := natstest.Embedded()
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer stop()
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -132,7 +138,10 @@ func ExampleWithAsyncPublish() {
 // it with a durable subscription, as the typed layer of package eventbus
 // does: what a new transport has to do.
 func Example_transport() {
-	url, stop := embeddedServer()
+	url, stop, err := natstest.Embedded()
+	if err != nil {
+		log.Fatal(err)
+	}
 	defer stop()
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -177,28 +186,4 @@ func Example_transport() {
 	}
 	// Output:
 	// trade.executed 0193a5e0-7b1c-7a00-8000-00000000002a executor {"symbol":"BTCUSDT","side":"BUY"} attempt 1
-}
-
-// embeddedServer starts a NATS server with JetStream in this process and
-// returns its URL, and a function that stops it and removes its store.
-func embeddedServer() (url string, stop func()) {
-	dir, err := os.MkdirTemp("", "natsbus-example")
-	if err != nil {
-		log.Fatal(err)
-	}
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		log.Fatal("server not ready")
-	}
-	return ns.ClientURL(), func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		os.RemoveAll(dir)
-	}
 }

@@ -137,25 +137,57 @@ func StartEmbedded(t testing.TB) *Server {
 
 func (s *Server) start(t testing.TB) {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{
-		Host:      "127.0.0.1",
-		Port:      cmp.Or(s.port, server.RANDOM_PORT),
-		JetStream: true,
-		StoreDir:  s.storeDir,
-		NoLog:     true,
-		NoSigs:    true,
-	})
+	srv, err := runServer(s.port, s.storeDir)
 	if err != nil {
 		t.Fatalf("natstest: %v", err)
-	}
-	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		srv.Shutdown()
-		t.Fatalf("natstest: embedded server not ready after 10s")
 	}
 	s.srv = srv
 	s.port = srv.Addr().(*net.TCPAddr).Port
 	s.url = srv.ClientURL()
+}
+
+// Embedded starts a NATS server with JetStream in this process, on a free
+// port of 127.0.0.1 and storing in a new temporary directory, for code
+// that has no testing.TB, such as examples. stop shuts it down and removes
+// the directory.
+func Embedded() (url string, stop func(), err error) {
+	dir, err := os.MkdirTemp("", "natstest")
+	if err != nil {
+		return "", nil, err
+	}
+	srv, err := runServer(0, dir)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return srv.ClientURL(), func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		_ = os.RemoveAll(dir)
+	}, nil
+}
+
+// runServer starts a server in this process on port (0: a free one) of
+// 127.0.0.1, with JetStream storing in storeDir, and waits until it
+// accepts connections.
+func runServer(port int, storeDir string) (*server.Server, error) {
+	srv, err := server.NewServer(&server.Options{
+		Host:      "127.0.0.1",
+		Port:      cmp.Or(port, server.RANDOM_PORT),
+		JetStream: true,
+		StoreDir:  storeDir,
+		NoLog:     true,
+		NoSigs:    true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("embedded server not ready after 10s")
+	}
+	return srv, nil
 }
 
 func (s *Server) shutdown() {
