@@ -54,17 +54,7 @@ func BenchmarkPublish(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			bus, err := eventbus.New(eventbus.WithTransport(tr), eventbus.WithLogger(slog.New(slog.DiscardHandler)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				if err := bus.Close(ctx); err != nil {
-					b.Error(err)
-				}
-			})
+			bus := quietBus(b, tr)
 			trades := eventbus.MustTopic[benchTrade](bus, "trade.executed")
 			counts := make([]*counter, bc.subs)
 			for i := range counts {
@@ -163,4 +153,22 @@ func BenchmarkTransportPublish(b *testing.B) {
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
 		})
 	}
+}
+
+// quietBus is a bus on tr that logs nothing, closed when the benchmark
+// ends.
+func quietBus(b *testing.B, tr eventbus.Transport) *eventbus.Bus {
+	b.Helper()
+	bus, err := eventbus.New(eventbus.WithTransport(tr), eventbus.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := bus.Close(ctx); err != nil {
+			b.Error(err)
+		}
+	})
+	return bus
 }

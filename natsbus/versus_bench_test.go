@@ -3,7 +3,6 @@ package natsbus_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -170,7 +169,7 @@ func benchRaw(b *testing.B, subs int, msgID bool) float64 {
 func benchBus(b *testing.B, subs int, opts ...natsbus.Option) float64 {
 	srv := natstest.Start(b)
 	_, _, tr := versusStream(b, srv, opts...)
-	bus := versusBus(b, tr)
+	bus := quietBus(b, tr)
 	trades := eventbus.MustTopic[benchTrade](bus, "trade.executed")
 	counts := make([]*counter, subs)
 	for i := range counts {
@@ -238,7 +237,7 @@ func benchRawSync(b *testing.B, publishers int, msgID bool) float64 {
 func benchBusSync(b *testing.B, publishers int) float64 {
 	srv := natstest.Start(b)
 	_, _, tr := versusStream(b, srv)
-	bus := versusBus(b, tr)
+	bus := quietBus(b, tr)
 	trades := eventbus.MustTopic[benchTrade](bus, "trade.executed")
 	return spread(b, publishers, func(ctx context.Context) error {
 		return trades.Publish(ctx, versusPayload)
@@ -279,7 +278,7 @@ func benchGroup(b *testing.B, members int) float64 {
 	const perOp = 1000 // long enough that publishing an op's events and the last few handled weigh little
 	srv := natstest.Start(b)
 	_, names, tr := versusStream(b, srv, natsbus.WithAsyncPublish(versusWindow))
-	producer := versusBus(b, tr)
+	producer := quietBus(b, tr)
 	trades := eventbus.MustTopic[benchTrade](producer, "trade.executed")
 	c := newCounter()
 	for range members {
@@ -287,7 +286,7 @@ func benchGroup(b *testing.B, members int) float64 {
 		if err != nil {
 			b.Fatal(err)
 		}
-		member := versusBus(b, mtr)
+		member := quietBus(b, mtr)
 		if _, err := eventbus.MustTopic[benchTrade](member, "trade.executed").Subscribe(func(context.Context, eventbus.Event[benchTrade]) error {
 			time.Sleep(time.Millisecond) // the handler's work
 			c.add()
@@ -310,21 +309,4 @@ func benchGroup(b *testing.B, members int) float64 {
 	rate := float64(n) / b.Elapsed().Seconds()
 	b.ReportMetric(rate, "events/s")
 	return rate
-}
-
-// versusBus is a bus on tr, closed when the benchmark ends.
-func versusBus(b *testing.B, tr eventbus.Transport) *eventbus.Bus {
-	b.Helper()
-	bus, err := eventbus.New(eventbus.WithTransport(tr), eventbus.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := bus.Close(ctx); err != nil {
-			b.Error(err)
-		}
-	})
-	return bus
 }
