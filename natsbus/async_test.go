@@ -16,6 +16,23 @@ import (
 	"github.com/quantumtrader/eventbus/natsbus/natstest"
 )
 
+// publishToAGoneBroker publishes one event with WithAsyncPublish(4) to an
+// embedded broker that has just shut down, and returns the transport, its
+// connection, the event and where its failure will be reported.
+func publishToAGoneBroker(t *testing.T) (eventbus.Transport, *nats.Conn, *eventbus.Envelope, failures) {
+	t.Helper()
+	srv := natstest.StartEmbedded(t)
+	nc := srv.Connect(t)
+	tr, err := natsbus.New(nc, append(srv.Names(t).Options(), natsbus.WithAsyncPublish(4))...)
+	require.NoError(t, err)
+	fails := make(failures, 1)
+	asyncOf(t, tr).OnPublishFailure(fails.report)
+	srv.Shutdown(t)
+	env := newEnvelope("trade.executed", "{}")
+	require.NoError(t, tr.Publish(t.Context(), env))
+	return tr, nc, env, fails
+}
+
 // failures collects what a transport reports through OnPublishFailure.
 type failures chan failure
 
@@ -145,19 +162,11 @@ func TestAsyncPublish(t *testing.T) {
 
 	t.Run("Close reports what is still unacknowledged when its ctx ends", func(t *testing.T) {
 		t.Parallel()
-		srv := natstest.StartEmbedded(t)
-		nc := srv.Connect(t)
-		tr, err := natsbus.New(nc, append(srv.Names(t).Options(), natsbus.WithAsyncPublish(4))...)
-		require.NoError(t, err)
-		fails := make(failures, 1)
-		asyncOf(t, tr).OnPublishFailure(fails.report)
-		srv.Shutdown(t)
-		env := newEnvelope("trade.executed", "{}")
-		require.NoError(t, tr.Publish(t.Context(), env))
+		tr, _, env, fails := publishToAGoneBroker(t)
 
 		short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		defer cancel()
-		err = tr.Close(short)
+		err := tr.Close(short)
 		assert.ErrorIs(t, err, context.DeadlineExceeded)
 		got := fails.next(t)
 		assert.Equal(t, env.ID, got.env.ID)
@@ -167,15 +176,7 @@ func TestAsyncPublish(t *testing.T) {
 
 	t.Run("reports what is outstanding when the connection closes", func(t *testing.T) {
 		t.Parallel()
-		srv := natstest.StartEmbedded(t)
-		nc := srv.Connect(t)
-		tr, err := natsbus.New(nc, append(srv.Names(t).Options(), natsbus.WithAsyncPublish(4))...)
-		require.NoError(t, err)
-		fails := make(failures, 1)
-		asyncOf(t, tr).OnPublishFailure(fails.report)
-		srv.Shutdown(t)
-		env := newEnvelope("trade.executed", "{}")
-		require.NoError(t, tr.Publish(t.Context(), env))
+		tr, nc, env, fails := publishToAGoneBroker(t)
 		nc.Close()
 		got := fails.next(t)
 		assert.Equal(t, env.ID, got.env.ID)
