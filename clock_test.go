@@ -39,29 +39,30 @@ func TestWithClockRejectsNil(t *testing.T) {
 }
 
 func TestEventTimeFollowsTheWallClockByDefault(t *testing.T) {
-	bus := newBus(t)
-	prices := eventbus.MustTopic[int](bus, "price.updated")
-	before := time.Now()
-	require.NoError(t, prices.Publish(t.Context(), 1))
-	after := time.Now()
-	ev, ok := prices.Latest()
-	require.True(t, ok)
-	assert.Equal(t, time.UTC, ev.Time.Location())
+	before, stamped, after := stampOne(t, newBus(t))
+	assert.Equal(t, time.UTC, stamped.Location())
 	// The default clock extrapolates from a wall-clock reading at most
 	// 100 ms old (see WithClock).
-	assert.WithinRange(t, ev.Time, before.Add(-100*time.Millisecond), after.Add(100*time.Millisecond))
+	assert.WithinRange(t, stamped, before.Add(-100*time.Millisecond), after.Add(100*time.Millisecond))
 }
 
 func TestWithClockTimeNowStampsTheExactWallClock(t *testing.T) {
-	bus := newBus(t, eventbus.WithClock(time.Now))
+	before, stamped, after := stampOne(t, newBus(t, eventbus.WithClock(time.Now)))
+	assert.False(t, stamped.Before(before.Truncate(0)), "not before the publish began")
+	assert.False(t, stamped.After(after.Truncate(0)), "not after it returned")
+}
+
+// stampOne publishes an event on bus and returns the time it was stamped
+// with, and the wall clock just before and just after the publish.
+func stampOne(t *testing.T, bus *eventbus.Bus) (before, stamped, after time.Time) {
+	t.Helper()
 	prices := eventbus.MustTopic[int](bus, "price.updated")
-	before := time.Now()
+	before = time.Now()
 	require.NoError(t, prices.Publish(t.Context(), 1))
-	after := time.Now()
+	after = time.Now()
 	ev, ok := prices.Latest()
 	require.True(t, ok)
-	assert.False(t, ev.Time.Before(before.Truncate(0)), "not before the publish began")
-	assert.False(t, ev.Time.After(after.Truncate(0)), "not after it returned")
+	return before, ev.Time, after
 }
 
 func TestWithClockStampsEventsOverATransportToo(t *testing.T) {
