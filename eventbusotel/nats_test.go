@@ -15,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/quantumtrader/eventbus"
 	"github.com/quantumtrader/eventbus/eventbusotel"
@@ -49,12 +48,7 @@ func TestTraceCrossesNATS(t *testing.T) {
 	names := srv.Names(t)
 	producer, consumer := newNATSBus(t, srv.Connect(t), names), newNATSBus(t, srv.Connect(t), names)
 	tp := newTestTracing(t)
-	calls := make(chan seen, 1)
-	_, err := eventbus.MustTopic[order](consumer, topicName).Subscribe(eventbusotel.Handler(func(ctx context.Context, ev eventbus.Event[order]) error {
-		calls <- seen{ev: ev, span: trace.SpanContextFromContext(ctx)}
-		return nil
-	}, eventbusotel.WithTracerProvider(tp)), eventbus.Name("audit"))
-	require.NoError(t, err)
+	calls := subscribeAudit(t, eventbus.MustTopic[order](consumer, topicName), eventbusotel.WithTracerProvider(tp))
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()

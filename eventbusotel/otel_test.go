@@ -43,6 +43,19 @@ type seen struct {
 	ctx  context.Context
 }
 
+// subscribeAudit subscribes to orders, as "audit", a handler wrapped with
+// opts that records each call.
+func subscribeAudit(t *testing.T, orders *eventbus.Topic[order], opts ...eventbusotel.Option) chan seen {
+	t.Helper()
+	calls := make(chan seen, 1)
+	_, err := orders.Subscribe(eventbusotel.Handler(func(ctx context.Context, ev eventbus.Event[order]) error {
+		calls <- seen{ev: ev, span: trace.SpanContextFromContext(ctx), ctx: ctx}
+		return nil
+	}, opts...), eventbus.Name("audit"))
+	require.NoError(t, err)
+	return calls
+}
+
 // newBus returns an in-memory bus, closed when the test ends if the test
 // has not closed it.
 func newBus(t *testing.T) *eventbus.Bus {
@@ -311,12 +324,7 @@ func TestPropagators(t *testing.T) {
 			opts := append([]eventbusotel.Option{eventbusotel.WithTracerProvider(tp)}, tt.opts...)
 			bus := newBus(t)
 			orders := eventbus.MustTopic[order](bus, topicName)
-			calls := make(chan seen, 1)
-			_, err := orders.Subscribe(eventbusotel.Handler(func(ctx context.Context, ev eventbus.Event[order]) error {
-				calls <- seen{ev: ev, ctx: ctx}
-				return nil
-			}, opts...), eventbus.Name("audit"))
-			require.NoError(t, err)
+			calls := subscribeAudit(t, orders, opts...)
 
 			member, err := baggage.NewMember("tenant", "acme")
 			require.NoError(t, err)
@@ -408,12 +416,7 @@ func TestGlobalDefaults(t *testing.T) {
 	tp := newTestTracing(t)
 	bus := newBus(t)
 	orders := eventbus.MustTopic[order](bus, topicName)
-	calls := make(chan seen, 1)
-	_, err := orders.Subscribe(eventbusotel.Handler(func(ctx context.Context, ev eventbus.Event[order]) error {
-		calls <- seen{ev: ev, ctx: ctx}
-		return nil
-	}), eventbus.Name("audit"))
-	require.NoError(t, err)
+	calls := subscribeAudit(t, orders)
 
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
