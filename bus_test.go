@@ -425,3 +425,9 @@ func TestCloseDeliversWhatHandlersPublishWhileItDrains(t *testing.T) {
 	assert.EqualValues(t, 3*events, st.Published)
 	assert.EqualValues(t, 3*events, st.Delivered)
 }
+
+func TestCountsAddSumsEachCount(t *testing.T) {
+	c := eventbus.Counts{Dispatched: 1, Delivered: 2, Errors: 3, Panics: 4, Retries: 5, Dropped: 6, DeadLettered: 7, Undelivered: 8}
+	c.Add(eventbus.Counts{Dispatched: 10, Delivered: 20, Errors: 30, Panics: 40, Retries: 50, Dropped: 60, DeadLettered: 70, Undelivered: 80})
+	assert.Equal(t, eventbus.Counts{Dispatched: 11, Delivered: 22, Errors: 33, Panics: 44, Retries: 55, Dropped: 66, DeadLettered: 77, Undelivered: 88}, c)
+}

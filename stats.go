@@ -113,7 +113,9 @@ func (c *counters) add(d Counts) {
 	}
 }
 
-func (t *Counts) add(u Counts) {
+// Add adds u's counts to t's, as Stats sums those of topics and
+// subscriptions.
+func (t *Counts) Add(u Counts) {
 	to := t.fields()
 	for i, f := range u.fields() {
 		*to[i] += *f
@@ -148,13 +150,13 @@ func (r *retiredStats) load(each func(func(*Subscription)), live func(*Subscript
 	defer r.mu.Unlock()
 	t, lat := r.sum, r.latency
 	for s := range r.retiring {
-		t.add(s.load())
+		t.Add(s.load())
 		lat.Add(s.latency.Snapshot())
 	}
 	each(func(s *Subscription) {
 		st, sl := live(s)
 		if !s.retiring {
-			t.add(st)
+			t.Add(st)
 			lat.Add(sl)
 		}
 	})
@@ -182,7 +184,7 @@ func (b *Bus) Stats() Stats {
 		st.Published += ts.Published
 		st.NoSubscribers += ts.NoSubscribers
 		st.QueueSize += ts.QueueSize
-		sum.add(ts.Counts)
+		sum.Add(ts.Counts)
 		if len(ts.Subscriptions) > 0 {
 			st.HandlerTypes++
 		}
@@ -194,7 +196,7 @@ func (b *Bus) Stats() Stats {
 		st.TotalHandlers++
 		return ss.Counts, sl
 	})
-	sum.add(all)
+	sum.Add(all)
 	st.Counts = sum
 	st.PublishFailed = b.failedPublishes.Load()
 	return st

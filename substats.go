@@ -41,7 +41,7 @@ var testHookRetire func()
 // it is in the fold of the caller that made it, or in an earlier one.
 func (s *Subscription) foldLocked(r *retiredStats) {
 	now := s.load()
-	r.sum.add(now.minus(s.folded))
+	r.sum.Add(now.minus(s.folded))
 	s.folded = now
 }
 

@@ -92,27 +92,21 @@ type spec[S any] struct {
 	value      func(*S) float64
 }
 
-// deliveries are the delivery counters that the bus, a topic and a
-// subscription all have.
-type deliveries struct {
-	dispatched, delivered, errors, panics, retries, dropped, deadLettered, undelivered uint64
-}
-
 // deliverySpecs returns the specs of the delivery counters of S, whose
 // help ends with scope.
-func deliverySpecs[S any](get func(*S) deliveries, scope string) []spec[S] {
-	counter := func(name, help string, f func(deliveries) uint64) spec[S] {
+func deliverySpecs[S any](get func(*S) eventbus.Counts, scope string) []spec[S] {
+	counter := func(name, help string, f func(eventbus.Counts) uint64) spec[S] {
 		return spec[S]{name, help + " " + scope, prometheus.CounterValue, func(s *S) float64 { return float64(f(get(s))) }}
 	}
 	return []spec[S]{
-		counter("dispatched_total", "Deliveries begun: one per event and subscription that took it.", func(d deliveries) uint64 { return d.dispatched }),
-		counter("delivered_total", "Deliveries whose handler returned nil, after retries if any.", func(d deliveries) uint64 { return d.delivered }),
-		counter("handler_errors_total", "Handler calls that returned an error or panicked.", func(d deliveries) uint64 { return d.errors }),
-		counter("handler_panics_total", "Handler calls that panicked (also counted as errors).", func(d deliveries) uint64 { return d.panics }),
-		counter("handler_retries_total", "Handler calls made again after a failure.", func(d deliveries) uint64 { return d.retries }),
-		counter("dropped_total", "Deliveries a DropNewest or DropOldest policy discarded.", func(d deliveries) uint64 { return d.dropped }),
-		counter("dead_lettered_total", "Deliveries given up after their last attempt and published as a DeadLetter.", func(d deliveries) uint64 { return d.deadLettered }),
-		counter("undelivered_total", "Deliveries abandoned because Close's deadline passed first.", func(d deliveries) uint64 { return d.undelivered }),
+		counter("dispatched_total", "Deliveries begun: one per event and subscription that took it.", func(d eventbus.Counts) uint64 { return d.Dispatched }),
+		counter("delivered_total", "Deliveries whose handler returned nil, after retries if any.", func(d eventbus.Counts) uint64 { return d.Delivered }),
+		counter("handler_errors_total", "Handler calls that returned an error or panicked.", func(d eventbus.Counts) uint64 { return d.Errors }),
+		counter("handler_panics_total", "Handler calls that panicked (also counted as errors).", func(d eventbus.Counts) uint64 { return d.Panics }),
+		counter("handler_retries_total", "Handler calls made again after a failure.", func(d eventbus.Counts) uint64 { return d.Retries }),
+		counter("dropped_total", "Deliveries a DropNewest or DropOldest policy discarded.", func(d eventbus.Counts) uint64 { return d.Dropped }),
+		counter("dead_lettered_total", "Deliveries given up after their last attempt and published as a DeadLetter.", func(d eventbus.Counts) uint64 { return d.DeadLettered }),
+		counter("undelivered_total", "Deliveries abandoned because Close's deadline passed first.", func(d eventbus.Counts) uint64 { return d.Undelivered }),
 	}
 }
 
@@ -135,9 +129,7 @@ var topicSpecs = append([]spec[eventbus.TopicStats]{
 		func(t *eventbus.TopicStats) int { return t.QueueSize }),
 	gauge("queue_high_water", "The most events that have waited at once in one live subscription's buffer of the topic.",
 		func(t *eventbus.TopicStats) int { return t.HighWater }),
-}, deliverySpecs(func(t *eventbus.TopicStats) deliveries {
-	return deliveries{t.Dispatched, t.Delivered, t.Errors, t.Panics, t.Retries, t.Dropped, t.DeadLettered, t.Undelivered}
-}, topicScope)...)
+}, deliverySpecs(func(t *eventbus.TopicStats) eventbus.Counts { return t.Counts }, topicScope)...)
 
 var subSpecs = append([]spec[eventbus.SubscriptionStats]{
 	gauge("queue_length", "Events waiting in the subscription's buffer now; 0 for Sync.",
@@ -146,9 +138,7 @@ var subSpecs = append([]spec[eventbus.SubscriptionStats]{
 		func(s *eventbus.SubscriptionStats) int { return s.QueueCap }),
 	gauge("queue_high_water", "The most events that have waited at once in the subscription's buffer, summed over partitions.",
 		func(s *eventbus.SubscriptionStats) int { return s.HighWater }),
-}, deliverySpecs(func(s *eventbus.SubscriptionStats) deliveries {
-	return deliveries{s.Dispatched, s.Delivered, s.Errors, s.Panics, s.Retries, s.Dropped, s.DeadLettered, s.Undelivered}
-}, subScope)...)
+}, deliverySpecs(func(s *eventbus.SubscriptionStats) eventbus.Counts { return s.Counts }, subScope)...)
 
 var busSpecs = append([]spec[eventbus.Stats]{
 	gauge("queue_length", "Events waiting in every subscription's buffer now, SubscribeAll ones included.",
@@ -157,9 +147,7 @@ var busSpecs = append([]spec[eventbus.Stats]{
 		func(s *eventbus.Stats) int { return s.TotalHandlers }),
 	gauge("topics_with_subscribers", "Topics that have at least one subscription of their own.",
 		func(s *eventbus.Stats) int { return s.HandlerTypes }),
-}, deliverySpecs(func(s *eventbus.Stats) deliveries {
-	return deliveries{s.Dispatched, s.Delivered, s.Errors, s.Panics, s.Retries, s.Dropped, s.DeadLettered, s.Undelivered}
-}, busScope)...)
+}, deliverySpecs(func(s *eventbus.Stats) eventbus.Counts { return s.Counts }, busScope)...)
 
 const latencyHelp = "Handler latency quantile over the life of the subscription, sampled (the first 16 calls, then one in 256), within 12.5%."
 
@@ -302,14 +290,7 @@ func bySubscription(subs []eventbus.SubscriptionStats) []eventbus.SubscriptionSt
 			continue
 		}
 		o := &out[i]
-		o.Dispatched += s.Dispatched
-		o.Delivered += s.Delivered
-		o.Errors += s.Errors
-		o.Panics += s.Panics
-		o.Retries += s.Retries
-		o.Dropped += s.Dropped
-		o.DeadLettered += s.DeadLettered
-		o.Undelivered += s.Undelivered
+		o.Counts.Add(s.Counts)
 		o.QueueLen += s.QueueLen
 		o.QueueCap += s.QueueCap
 		o.HighWater += s.HighWater
