@@ -56,17 +56,7 @@ func BenchmarkPublish(b *testing.B) {
 			}
 			bus := quietBus(b, tr)
 			trades := eventbus.MustTopic[benchTrade](bus, "trade.executed")
-			counts := make([]*counter, bc.subs)
-			for i := range counts {
-				c := newCounter()
-				counts[i] = c
-				if _, err := trades.Subscribe(func(context.Context, eventbus.Event[benchTrade]) error {
-					c.add()
-					return nil
-				}, eventbus.Concurrency(bc.concurrency)); err != nil {
-					b.Fatal(err)
-				}
-			}
+			counts := subscribeCounters(b, trades, bc.subs, eventbus.Concurrency(bc.concurrency))
 			ctx := context.Background()
 			tr0 := benchTrade{Symbol: "BTCUSDT", Side: "BUY", Price: 42350.5, Quantity: 0.25, Strategy: "momentum-0001"}
 			var seq uint64
@@ -94,6 +84,24 @@ type counter struct {
 	n       atomic.Uint64
 	want    atomic.Uint64
 	reached chan struct{}
+}
+
+// subscribeCounters subscribes n handlers to trades, each counting what
+// it gets.
+func subscribeCounters(b *testing.B, trades *eventbus.Topic[benchTrade], n int, opts ...eventbus.SubOption) []*counter {
+	b.Helper()
+	counts := make([]*counter, n)
+	for i := range counts {
+		c := newCounter()
+		counts[i] = c
+		if _, err := trades.Subscribe(func(context.Context, eventbus.Event[benchTrade]) error {
+			c.add()
+			return nil
+		}, opts...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return counts
 }
 
 func newCounter() *counter { return &counter{reached: make(chan struct{}, 1)} }

@@ -171,17 +171,7 @@ func benchBus(b *testing.B, subs int, opts ...natsbus.Option) float64 {
 	_, _, tr := versusStream(b, srv, opts...)
 	bus := quietBus(b, tr)
 	trades := eventbus.MustTopic[benchTrade](bus, "trade.executed")
-	counts := make([]*counter, subs)
-	for i := range counts {
-		c := newCounter()
-		counts[i] = c
-		if _, err := trades.Subscribe(func(context.Context, eventbus.Event[benchTrade]) error {
-			c.add()
-			return nil
-		}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	counts := subscribeCounters(b, trades, subs)
 	ctx := context.Background()
 	flusher := tr.(eventbus.AsyncPublisher)
 	var n uint64
