@@ -44,7 +44,7 @@ func (b *Bus) Close(ctx context.Context) error {
 	b.drainOnce.Do(func() {
 		b.sealed.Store(true)
 		for _, t := range b.topicList() {
-			t.closeRing()
+			t.closeQueues()
 		}
 		for _, s := range b.liveList() {
 			s.engine.closeQueue()
@@ -161,7 +161,7 @@ func (b *Bus) abandon(err error) error {
 		_ = s.engine.discard(true) // logged; a transport's broker keeps what was not settled
 	}
 	for _, t := range b.topicList() {
-		t.closeRing()
+		t.closeQueues()
 	}
 	return err
 }

@@ -1,6 +1,10 @@
 package eventbus
 
-import "context"
+import (
+	"context"
+
+	"github.com/quantumtrader/eventbus/internal/ring"
+)
 
 // The typed layer (Topic, Subscribe and their options, the statistics, the
 // failure policy of failure.go) runs over one of two engines, chosen once
@@ -27,6 +31,10 @@ type topicEngine[T any] interface {
 	// subscribe gives s its queue and starts its delivery, or returns why
 	// it cannot: ErrClosed, or the broker's error.
 	subscribe(s *subscriber[T], cfg subConfig) error
+	// closeQueues tells the topic's delivery goroutines that nothing more
+	// will be queued: Close calls it once the publishers are done, or
+	// when it gives up. The caller holds the topic's lock.
+	closeQueues()
 }
 
 // subEngine is what a Subscription needs from its engine half.
@@ -46,11 +54,15 @@ func newTopicEngine[T any](t *Topic[T]) topicEngine[T] {
 	if t.bus.cfg.transport != nil {
 		return remoteTopic[T]{t}
 	}
-	return memTopic[T]{t}
+	return &memTopic[T]{Topic: t}
 }
 
-// memTopic is a topic's half of the ring engine.
-type memTopic[T any] struct{ *Topic[T] }
+// memTopic is a topic's half of the ring engine: the topic's shared ring,
+// and the producer's side of the rings (publish.go, produce.go).
+type memTopic[T any] struct {
+	*Topic[T]
+	ring *ring.Ring[item[T]] // shared by the lanes that can share; nil until the first
+}
 
 // remoteTopic is a topic's half of the transport engine.
 type remoteTopic[T any] struct{ *Topic[T] }

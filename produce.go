@@ -20,7 +20,7 @@ const (
 // checks each lane, and if one keeps the publisher out it returns that lane
 // with the channel to wait on (Block) or the error (Reject). The caller holds
 // t.mu; offer takes and releases the locks of SubscribeAll rings.
-func (t *Topic[T]) offer(subs *subList[T], all *subList[any], ev *Event[T], anyEv *Event[any], w *waiter) (*lane, <-chan struct{}, error) {
+func (t *memTopic[T]) offer(subs *subList[T], all *subList[any], ev *Event[T], anyEv *Event[any], w *waiter) (*lane, <-chan struct{}, error) {
 	var tl []*subscriber[T]
 	if subs != nil {
 		tl = subs.async
@@ -52,7 +52,7 @@ func (t *Topic[T]) offer(subs *subList[T], all *subList[any], ev *Event[T], anyE
 }
 
 // offerLocked is offer with the SubscribeAll rings locked.
-func (t *Topic[T]) offerLocked(tl []*subscriber[T], al []*subscriber[any], ev *Event[T], anyEv *Event[any], w *waiter) (*lane, <-chan struct{}, error) {
+func (t *memTopic[T]) offerLocked(tl []*subscriber[T], al []*subscriber[any], ev *Event[T], anyEv *Event[any], w *waiter) (*lane, <-chan struct{}, error) {
 	var buf [32]verdict
 	vs := buf[:0]
 	if len(al) > 0 {
@@ -170,9 +170,17 @@ func dropError[T any](s *Subscription, ev *Event[T]) error {
 
 // sharedRing returns the topic's shared ring, making it on first use. The
 // caller holds t.mu.
-func (t *Topic[T]) sharedRing() *ring.Ring[item[T]] {
+func (t *memTopic[T]) sharedRing() *ring.Ring[item[T]] {
 	if t.ring == nil {
 		t.ring = ring.New[item[T]](t.bus.cfg.queueSize)
 	}
 	return t.ring
+}
+
+// closeQueues closes the topic's shared ring: its workers drain it and
+// exit. (Each lane closes a ring of its own, see closeQueue.)
+func (t *memTopic[T]) closeQueues() {
+	if t.ring != nil {
+		t.ring.Close()
+	}
 }

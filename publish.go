@@ -60,7 +60,7 @@ func (t *Topic[T]) stamp(ev *Event[T]) error {
 
 // publish writes ev into the rings of the topic's asynchronous
 // subscriptions and runs its Sync handlers.
-func (t memTopic[T]) publish(ctx context.Context, ev Event[T], internal bool) error {
+func (t *memTopic[T]) publish(ctx context.Context, ev Event[T], internal bool) error {
 	var anyEv Event[any]
 	subs, all, n, err := t.accept(ctx, &ev, &anyEv, nil, internal)
 	if err != nil {
@@ -94,7 +94,7 @@ func hasSync[T any](subs *subList[T], all *subList[any]) bool {
 // subscription, boxing it into anyEv if SubscribeAll ones take it. On
 // success, if there are Sync subscriptions, the caller runs their handlers
 // and then calls t.leave; n is the event's number on the topic.
-func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], anyEv *Event[any], w *waiter, internal bool) (subs *subList[T], all *subList[any], n uint64, err error) {
+func (t *memTopic[T]) accept(ctx context.Context, ev *Event[T], anyEv *Event[any], w *waiter, internal bool) (subs *subList[T], all *subList[any], n uint64, err error) {
 	ms := ev.Time.UnixMilli()
 	var stalled *time.Timer
 	defer func() {
@@ -138,7 +138,7 @@ func (t *Topic[T]) accept(ctx context.Context, ev *Event[T], anyEv *Event[any], 
 
 // wait blocks until the full lane may have room, and returns nil to try
 // again, or why not: ctx ended, Close began, or waiting would deadlock.
-func (t *Topic[T]) wait(ctx context.Context, blocker *lane, room <-chan struct{}, internal bool, stalled **time.Timer) error {
+func (t *memTopic[T]) wait(ctx context.Context, blocker *lane, room <-chan struct{}, internal bool, stalled **time.Timer) error {
 	if me := callerWorker(ctx); me != nil {
 		me.waiting.Store(blocker)
 		defer me.waiting.Store(nil)

@@ -38,7 +38,7 @@ func (t *Topic[T]) PublishWait(ctx context.Context, payload T) error {
 
 // publishWait queues ev for the asynchronous subscriptions, runs the Sync
 // handlers, and waits for them all.
-func (t memTopic[T]) publishWait(ctx context.Context, ev Event[T]) error {
+func (t *memTopic[T]) publishWait(ctx context.Context, ev Event[T]) error {
 	w := newWaiter(callerWorker(ctx))
 	var anyEv Event[any]
 	subs, all, _, err := t.accept(ctx, &ev, &anyEv, w, false)

@@ -74,6 +74,9 @@ func newRemoteSub[T any](s *subscriber[T], cfg subConfig) *remoteSub[T] {
 	return r
 }
 
+// closeQueues has nothing to do: the broker holds the queues.
+func (remoteTopic[T]) closeQueues() {}
+
 // subscribe joins s to the topic and starts its receiver.
 func (t remoteTopic[T]) subscribe(s *subscriber[T], cfg subConfig) error {
 	r := newRemoteSub(s, cfg)

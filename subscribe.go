@@ -259,7 +259,7 @@ func (t *Topic[T]) Subscribe(h Handler[T], opts ...SubOption) (*Subscription, er
 
 // subscribe gives s its lanes, joins it to the topic and starts its
 // workers; a Sync one with Replay is handed the latest event.
-func (t memTopic[T]) subscribe(s *subscriber[T], cfg subConfig) error {
+func (t *memTopic[T]) subscribe(s *subscriber[T], cfg subConfig) error {
 	if !s.sync {
 		s.makeLanes(cfg)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/quantumtrader/eventbus/internal/hist"
 	"github.com/quantumtrader/eventbus/internal/idgen"
-	"github.com/quantumtrader/eventbus/internal/ring"
 	"github.com/quantumtrader/eventbus/internal/topicname"
 )
 
@@ -22,8 +21,7 @@ type Topic[T any] struct {
 	subs     atomic.Pointer[subList[T]]
 
 	ids       *idgen.Source
-	ring      *ring.Ring[item[T]] // shared by the lanes that can share; nil until the first
-	closed    bool                // Close has begun: only internal publishes pass
+	closed    bool // Close has begun: only internal publishes pass
 	latest    Event[T]
 	hasLatest bool
 	published uint64
@@ -51,8 +49,8 @@ type topicCore struct {
 type topicEntry interface {
 	core() *topicCore
 	Stats() TopicStats
-	shut()      // Close: no more publishes but internal ones
-	closeRing() // Close: the shared ring's workers drain and exit
+	shut()        // Close: no more publishes but internal ones
+	closeQueues() // Close: nothing more is queued; the delivery goroutines drain and exit
 	lock()
 	unlock()
 	latestLocked() (Event[any], bool)
@@ -142,11 +140,9 @@ func (t *Topic[T]) shut() {
 	t.mu.Unlock()
 }
 
-func (t *Topic[T]) closeRing() {
+func (t *Topic[T]) closeQueues() {
 	t.mu.Lock()
-	if t.ring != nil {
-		t.ring.Close()
-	}
+	t.engine.closeQueues()
 	t.mu.Unlock()
 }
 
