@@ -275,6 +275,9 @@ func BenchmarkBaseline(b *testing.B) {
 					b.Fatalf("counter %d counted %d calls of %d", i, n, seq)
 				}
 			}
+			if want := float64(seq) * float64(subs); sum != want {
+				b.Fatalf("handlers summed %v, want %v", sum, want)
+			}
 		})
 	}
 	for _, subs := range []int{1, 4} {
